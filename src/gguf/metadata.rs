@@ -1,0 +1,189 @@
+//! Typed access to GGUF key/value metadata, with errors that name the key.
+
+use super::{GgufError, Result};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// A metadata value as gguf-rs decodes it.
+pub type MetaValue = Value;
+
+pub struct Metadata {
+    kv: BTreeMap<String, Value>,
+}
+
+fn kind(v: &Value) -> String {
+    match v {
+        // gguf-rs (through serde_json) turns a NaN or infinite float into null; say so.
+        Value::Null => "a NaN or infinite float".into(),
+        Value::Bool(_) => "bool".into(),
+        Value::Number(n) if n.is_f64() => "float".into(),
+        Value::Number(_) => "integer".into(),
+        Value::String(_) => "string".into(),
+        Value::Array(a) => format!("array of {}", a.len()),
+        Value::Object(_) => "object".into(),
+    }
+}
+
+fn wrong(key: &str, expected: &'static str, v: &Value) -> GgufError {
+    GgufError::WrongType {
+        key: key.to_string(),
+        expected,
+        found: kind(v),
+    }
+}
+
+fn as_u32(key: &str, v: &Value) -> Result<u32> {
+    v.as_u64()
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or_else(|| wrong(key, "unsigned 32-bit integer", v))
+}
+
+fn as_f32(key: &str, v: &Value) -> Result<f32> {
+    v.as_f64()
+        .map(|f| f as f32)
+        .ok_or_else(|| wrong(key, "number", v))
+}
+
+impl Metadata {
+    pub fn from_json(kv: BTreeMap<String, Value>) -> Metadata {
+        Metadata { kv }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.kv.get(key)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Value)> {
+        self.kv.iter()
+    }
+
+    fn require(&self, key: &str) -> Result<&Value> {
+        self.kv
+            .get(key)
+            .ok_or_else(|| GgufError::MissingKey(key.to_string()))
+    }
+
+    pub fn u32(&self, key: &str) -> Result<u32> {
+        as_u32(key, self.require(key)?)
+    }
+
+    pub fn opt_u32(&self, key: &str) -> Result<Option<u32>> {
+        self.kv.get(key).map(|v| as_u32(key, v)).transpose()
+    }
+
+    pub fn f32(&self, key: &str) -> Result<f32> {
+        as_f32(key, self.require(key)?)
+    }
+
+    pub fn opt_f32(&self, key: &str) -> Result<Option<f32>> {
+        self.kv.get(key).map(|v| as_f32(key, v)).transpose()
+    }
+
+    pub fn opt_bool(&self, key: &str) -> Result<Option<bool>> {
+        self.kv
+            .get(key)
+            .map(|v| v.as_bool().ok_or_else(|| wrong(key, "bool", v)))
+            .transpose()
+    }
+
+    pub fn str(&self, key: &str) -> Result<&str> {
+        let v = self.require(key)?;
+        v.as_str().ok_or_else(|| wrong(key, "string", v))
+    }
+
+    pub fn opt_str(&self, key: &str) -> Result<Option<&str>> {
+        self.kv
+            .get(key)
+            .map(|v| v.as_str().ok_or_else(|| wrong(key, "string", v)))
+            .transpose()
+    }
+
+    pub fn opt_array(&self, key: &str) -> Result<Option<&[Value]>> {
+        self.kv
+            .get(key)
+            .map(|v| {
+                v.as_array()
+                    .map(Vec::as_slice)
+                    .ok_or_else(|| wrong(key, "array", v))
+            })
+            .transpose()
+    }
+
+    pub fn opt_str_array(&self, key: &str) -> Result<Option<Vec<&str>>> {
+        self.opt_array(key)?
+            .map(|a| {
+                a.iter()
+                    .map(|v| v.as_str().ok_or_else(|| wrong(key, "array of strings", v)))
+                    .collect()
+            })
+            .transpose()
+    }
+
+    pub fn opt_f32_array(&self, key: &str) -> Result<Option<Vec<f32>>> {
+        self.opt_array(key)?
+            .map(|a| a.iter().map(|v| as_f32(key, v)).collect())
+            .transpose()
+    }
+
+    pub fn opt_i32_array(&self, key: &str) -> Result<Option<Vec<i32>>> {
+        self.opt_array(key)?
+            .map(|a| {
+                a.iter()
+                    .map(|v| {
+                        v.as_i64()
+                            .and_then(|n| i32::try_from(n).ok())
+                            .ok_or_else(|| wrong(key, "array of 32-bit integers", v))
+                    })
+                    .collect()
+            })
+            .transpose()
+    }
+
+    /// A hyper-parameter that may be one number for every layer or an array with one per layer.
+    pub fn u32_per_layer(&self, key: &str, n_layer: usize) -> Result<Option<Vec<u32>>> {
+        let Some(v) = self.kv.get(key) else {
+            return Ok(None);
+        };
+        match v {
+            Value::Array(a) => {
+                if a.len() != n_layer {
+                    return Err(GgufError::BadValue {
+                        key: key.to_string(),
+                        reason: format!("has {} entries for {n_layer} layers", a.len()),
+                    });
+                }
+                a.iter()
+                    .map(|x| as_u32(key, x))
+                    .collect::<Result<_>>()
+                    .map(Some)
+            }
+            _ => Ok(Some(vec![as_u32(key, v)?; n_layer])),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn md(v: Value) -> Metadata {
+        Metadata::from_json(serde_json::from_value(v).unwrap())
+    }
+
+    #[test]
+    fn typed_access_names_the_key() {
+        let m = md(json!({"a.n": 5, "a.f": 0.5, "a.s": "x", "a.arr": [1, 2], "a.neg": -1}));
+        assert_eq!(m.u32("a.n").unwrap(), 5);
+        assert_eq!(m.f32("a.f").unwrap(), 0.5);
+        assert_eq!(m.str("a.s").unwrap(), "x");
+        let e = m.u32("a.missing").unwrap_err().to_string();
+        assert!(e.contains("a.missing"), "{e}");
+        let e = m.u32("a.s").unwrap_err().to_string();
+        assert!(e.contains("a.s") && e.contains("string"), "{e}");
+        assert!(m.u32("a.neg").is_err());
+        assert_eq!(m.u32_per_layer("a.n", 3).unwrap(), Some(vec![5, 5, 5]));
+        assert_eq!(m.u32_per_layer("a.arr", 2).unwrap(), Some(vec![1, 2]));
+        assert!(m.u32_per_layer("a.arr", 3).is_err());
+    }
+}

@@ -1,0 +1,9 @@
+//! ggufd: run quantized LLMs from GGUF files on edge devices.
+//!
+//! Layers, top to bottom (each depends only on the ones below it):
+//! `cli` → `engine` (tokenizer, sampling, generation) → `model` (architectures) →
+//! `kernels` (quant formats, matmul) → `gguf` (file parsing and mapping).
+
+pub mod gguf;
+pub mod kernels;
+pub mod panic_guard;
