@@ -6,4 +6,5 @@
 
 pub mod gguf;
 pub mod kernels;
+pub mod model;
 pub mod panic_guard;
