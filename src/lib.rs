@@ -4,6 +4,8 @@
 //! `cli` → `engine` (tokenizer, sampling, generation) → `model` (architectures) →
 //! `kernels` (quant formats, matmul) → `gguf` (file parsing and mapping).
 
+pub mod cli;
+pub mod engine;
 pub mod gguf;
 pub mod kernels;
 pub mod model;
