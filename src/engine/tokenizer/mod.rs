@@ -28,7 +28,7 @@ use std::collections::{BTreeSet, HashMap};
 #[derive(Debug, thiserror::Error)]
 pub enum TokenizerError {
     /// A metadata key is missing or has the wrong type (the message names the key).
-    #[error("tokenizer: {0}")]
+    #[error(transparent)]
     Metadata(#[from] GgufError),
     #[error("tokenizer: unknown tokenizer model `{0}` (metadata key `tokenizer.ggml.model`)")]
     UnknownModel(String),
@@ -432,8 +432,14 @@ impl Tokenizer {
         };
         // Only tokens that occur somewhere in the text can split it.
         let mut present = vec![false; self.specials.len()];
-        for m in finder.find_overlapping_iter(text) {
-            present[m.pattern().as_usize()] = true;
+        match finder.try_find_overlapping_iter(text) {
+            Ok(matches) => {
+                for m in matches {
+                    present[m.pattern().as_usize()] = true;
+                }
+            }
+            // Cannot happen with the default (standard) automaton; be exhaustive anyway.
+            Err(_) => present.fill(true),
         }
         let raw = text.as_bytes();
         for (i, &id) in self.specials.iter().enumerate() {

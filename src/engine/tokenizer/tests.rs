@@ -53,6 +53,12 @@ fn err_of(v: serde_json::Map<String, Value>) -> String {
 }
 
 #[test]
+fn tokenizer_is_shareable_across_threads() {
+    fn check<T: Send + Sync>() {}
+    check::<Tokenizer>();
+}
+
+#[test]
 fn bpe_merges_and_byte_tokens() {
     let t = bpe();
     let id = |s: &str| t.token_id(s).unwrap();
