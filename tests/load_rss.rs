@@ -27,10 +27,11 @@ fn loading_a_500_mb_model_does_not_read_its_weights() {
         file > 400 << 20,
         "expected the ~470 MiB model, got {file} bytes"
     );
-    // Metadata (the 150k-token vocabulary) and f32 copies of the norm vectors are all that
-    // loading may bring in.
+    // Loading may bring in the metadata (gguf-rs decodes the 150k-token vocabulary and merges into
+    // JSON values, ~50-80 MiB with allocator slack) and f32 copies of the norm vectors, but no
+    // weights: reading even a quarter of them would exceed this bound.
     assert!(
-        grown < 64 << 20,
+        grown < file / 4,
         "loading raised RSS by {} MiB for a {} MiB file",
         grown >> 20,
         file >> 20
