@@ -42,6 +42,8 @@ struct BenchReport {
     tg_tokens: usize,
     tg_tps: f64,
     peak_rss_bytes: u64,
+    /// The kernels the dispatcher selected for this CPU.
+    kernels: String,
 }
 
 /// Token ids for synthetic prompts: deterministic and spread over the vocabulary.
@@ -125,7 +127,9 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         tg_tokens: args.n_gen,
         tg_tps,
         peak_rss_bytes: peak_rss_bytes(),
+        kernels: crate::kernels::dispatch::summary(),
     };
+    eprintln!("{}", report.kernels);
     println!(
         "{} ({}), {} threads: pp{} {:.1} t/s | tg{} {:.1} t/s | peak RSS {:.1} MiB",
         report.model,

@@ -311,7 +311,7 @@ fn validate_tensor(
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
         .ok_or_else(|| bad(format!("element count of shape {shape:?} overflows")))?;
-    if t.offset % alignment != 0 {
+    if !t.offset.is_multiple_of(alignment) {
         return Err(bad(format!(
             "offset {} is not aligned to {alignment}",
             t.offset

@@ -17,11 +17,17 @@ pub struct MatRef<'a> {
 }
 
 /// Rows per parallel task: enough work to amortise scheduling, small enough to balance.
-fn rows_per_task(n_out: usize, n_tok: usize) -> usize {
+/// For a batch, the task's weight rows are re-read once per four tokens, so they are also
+/// kept within about 192 KiB (well inside a core's L2).
+fn rows_per_task(n_out: usize, n_tok: usize, row_bytes: usize) -> usize {
     let threads = rayon::current_num_threads().max(1);
-    let by_balance = n_out.div_ceil(threads * 8);
-    let min_rows = if n_tok > 1 { 8 } else { 32 };
-    by_balance.max(min_rows).min(n_out.max(1))
+    let mut rows = n_out.div_ceil(threads * 8);
+    if n_tok > 1 {
+        rows = rows.min((192 << 10) / row_bytes.max(1)).max(8);
+    } else {
+        rows = rows.max(32);
+    }
+    rows.min(n_out.max(1))
 }
 
 /// `y[t * n_out + r] = W[r] · x[t * n_in ..][..n_in]` for every token `t < n_tok` and row `r`.
@@ -44,7 +50,7 @@ pub fn matmul(w: MatRef, x: &[f32], n_tok: usize, y: &mut [f32]) {
         quantize_activation(k.act_ty, xr, ar);
     }
 
-    let rows = rows_per_task(w.n_out, n_tok);
+    let rows = rows_per_task(w.n_out, n_tok, row_bytes);
     let dot = k.vec_dot;
     let n_in = w.n_in;
     if n_tok == 1 {
@@ -64,10 +70,28 @@ pub fn matmul(w: MatRef, x: &[f32], n_tok: usize, y: &mut [f32]) {
         .enumerate()
         .for_each(|(c, out)| {
             let r0 = c * rows;
-            for (i, o_row) in out.chunks_exact_mut(n_tok).enumerate() {
-                let wr = &w.data[(r0 + i) * row_bytes..][..row_bytes];
-                for (t, o) in o_row.iter_mut().enumerate() {
-                    *o = dot(n_in, wr, &act[t * act_bytes..][..act_bytes]);
+            let n_rows = out.len() / n_tok;
+            let w_row = |i: usize| &w.data[(r0 + i) * row_bytes..][..row_bytes];
+            let act_row = |t: usize| &act[t * act_bytes..][..act_bytes];
+            let mut t0 = 0;
+            if let Some(dot4) = k.vec_dot4 {
+                // Tiles of four tokens × this task's rows: the four activation rows stay in L1
+                // while the task's weight rows (a few tens of KiB) stream from L2, and each
+                // weight block is unpacked once per four tokens.
+                while t0 + 4 <= n_tok {
+                    let a4 = std::array::from_fn(|j| act_row(t0 + j));
+                    for i in 0..n_rows {
+                        let o: &mut [f32; 4] = (&mut out[i * n_tok + t0..][..4])
+                            .try_into()
+                            .expect("4 outputs");
+                        dot4(n_in, w_row(i), a4, o);
+                    }
+                    t0 += 4;
+                }
+            }
+            for t in t0..n_tok {
+                for i in 0..n_rows {
+                    out[i * n_tok + t] = dot(n_in, w_row(i), act_row(t));
                 }
             }
         });

@@ -5,11 +5,15 @@
 //! must agree with it (see the tests next to each format).
 
 pub mod block;
+pub mod dispatch;
 pub mod matmul;
 pub mod quants;
 pub mod simd;
 #[cfg(test)]
 mod testing;
+pub mod threads;
+#[cfg(target_arch = "x86_64")]
+pub mod x86;
 
 pub use crate::gguf::GgmlType;
 
@@ -20,7 +24,14 @@ use quants::superblock::{self, SuperBlock};
 use quants::{iq4_nl, iq4_xs, mxfp4, q2_k, q3_k, q4_0, q4_1, q4_k, q5_0, q5_1, q5_k, q6_k};
 use quants::{q8_0, q8_1, q8_k};
 
+/// A dot product of one weight row (`n` elements) with one activation row.
+pub type VecDot = fn(n: usize, w: &[u8], a: &[u8]) -> f32;
+
+/// A dot product of one weight row with four activation rows.
+pub type VecDot4 = fn(n: usize, w: &[u8], a: [&[u8]; 4], out: &mut [f32; 4]);
+
 /// The kernels of one weight type, as ggml pairs them.
+#[derive(Clone, Copy)]
 pub struct TypeKernels {
     pub ty: GgmlType,
     /// The format an activation row is converted to before `vec_dot` (ggml's `vec_dot_type`):
@@ -31,6 +42,11 @@ pub struct TypeKernels {
     /// Dot product of one weight row (`n` elements of `ty`) with one activation row (`n` elements
     /// of `act_ty`).
     pub vec_dot: fn(n: usize, w: &[u8], a: &[u8]) -> f32,
+    /// Optional: `vec_dot` of one weight row with four activation rows at once (each weight block
+    /// unpacked once), each result equal to `vec_dot`'s; used by the batched matmul.
+    pub vec_dot4: Option<VecDot4>,
+    /// Which implementation `vec_dot` is: "portable" (the `wide` kernels) or an ISA name.
+    pub imp: &'static str,
 }
 
 /// A float type dotted with activations of its own type.
@@ -40,6 +56,8 @@ const fn float_entry<E: Element>(ty: GgmlType) -> TypeKernels {
         act_ty: ty,
         dequantize: float::dequantize::<E>,
         vec_dot: float::vec_dot::<E>,
+        vec_dot4: None,
+        imp: "portable",
     }
 }
 
@@ -49,6 +67,8 @@ const fn scaled32_entry<B: ScaledBlock32>(ty: GgmlType) -> TypeKernels {
         act_ty: GgmlType::Q8_0,
         dequantize: block32::dequantize::<B>,
         vec_dot: block32::vec_dot::<B>,
+        vec_dot4: None,
+        imp: "portable",
     }
 }
 
@@ -58,6 +78,8 @@ const fn offset32_entry<B: OffsetBlock32>(ty: GgmlType) -> TypeKernels {
         act_ty: GgmlType::Q8_1,
         dequantize: block32::dequantize_offset::<B>,
         vec_dot: block32::vec_dot_offset::<B>,
+        vec_dot4: None,
+        imp: "portable",
     }
 }
 
@@ -67,12 +89,14 @@ const fn superblock_entry<B: SuperBlock>(ty: GgmlType) -> TypeKernels {
         act_ty: GgmlType::Q8_K,
         dequantize: superblock::dequantize::<B>,
         vec_dot: superblock::vec_dot::<B>,
+        vec_dot4: None,
+        imp: "portable",
     }
 }
 
-/// Every weight type. The family fixes the activation format, as in ggml-cpu's
+/// Every weight type with its portable kernels. The family fixes the activation format, as in ggml-cpu's
 /// `type_traits_cpu` (`vec_dot_type`).
-static TABLE: [TypeKernels; 16] = {
+static PORTABLE: [TypeKernels; 16] = {
     use GgmlType as T;
     [
         float_entry::<F32Le>(T::F32),
@@ -94,9 +118,39 @@ static TABLE: [TypeKernels; 16] = {
     ]
 };
 
-/// The kernel table of a weight type, or `None` if the type cannot be used as a weight.
+/// The kernel table of a weight type, or `None` if the type cannot be used as a weight: the
+/// fastest implementations this CPU supports, chosen once per process (see [`dispatch`]).
 pub fn kernels(ty: GgmlType) -> Option<&'static TypeKernels> {
-    TABLE.iter().find(|k| k.ty == ty)
+    dispatch::table().iter().find(|k| k.ty == ty)
+}
+
+/// The portable (`wide`) kernels of a weight type, whatever the CPU.
+pub fn portable_kernels(ty: GgmlType) -> Option<&'static TypeKernels> {
+    PORTABLE.iter().find(|k| k.ty == ty)
+}
+
+/// The scalar reference `vec_dot` of a weight type: the twin every faster kernel must match.
+pub fn scalar_vec_dot(ty: GgmlType) -> Option<VecDot> {
+    use GgmlType as T;
+    Some(match ty {
+        T::F32 => float::scalar::vec_dot::<F32Le>,
+        T::F16 => float::scalar::vec_dot::<Half>,
+        T::BF16 => float::scalar::vec_dot::<Bf16>,
+        T::Q4_0 => block32::scalar::vec_dot::<q4_0::BlockQ4_0>,
+        T::Q5_0 => block32::scalar::vec_dot::<q5_0::BlockQ5_0>,
+        T::Q8_0 => block32::scalar::vec_dot::<q8_0::BlockQ8_0>,
+        T::IQ4_NL => block32::scalar::vec_dot::<iq4_nl::BlockIQ4NL>,
+        T::MXFP4 => block32::scalar::vec_dot::<mxfp4::BlockMXFP4>,
+        T::Q4_1 => block32::scalar::vec_dot_offset::<q4_1::BlockQ4_1>,
+        T::Q5_1 => block32::scalar::vec_dot_offset::<q5_1::BlockQ5_1>,
+        T::Q2_K => superblock::scalar::vec_dot::<q2_k::BlockQ2K>,
+        T::Q3_K => superblock::scalar::vec_dot::<q3_k::BlockQ3K>,
+        T::Q4_K => superblock::scalar::vec_dot::<q4_k::BlockQ4K>,
+        T::Q5_K => superblock::scalar::vec_dot::<q5_k::BlockQ5K>,
+        T::Q6_K => superblock::scalar::vec_dot::<q6_k::BlockQ6K>,
+        T::IQ4_XS => superblock::scalar::vec_dot::<iq4_xs::BlockIQ4XS>,
+        T::Q8_1 | T::Q8_K => return None,
+    })
 }
 
 /// Converts `x` (a whole number of `act_ty` blocks) into the activation format `act_ty`.

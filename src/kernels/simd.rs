@@ -56,7 +56,7 @@ fn dot16(a: &[i8], b: &[i8]) -> i32x8 {
 /// `Σ a_i b_i` of two i8 vectors whose length is a multiple of 16.
 #[inline]
 pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
-    debug_assert!(a.len() == b.len() && a.len() % 16 == 0);
+    debug_assert!(a.len() == b.len() && a.len().is_multiple_of(16));
     let lanes = a
         .chunks_exact(16)
         .zip(b.chunks_exact(16))
@@ -70,7 +70,7 @@ pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
 /// i32 lanes until the single horizontal sum. The result equals the scalar twin's.
 #[inline]
 pub fn weighted_dot_i8<const LEN: usize>(q: &[i8], a: &[i8], weights: &[i32]) -> i32 {
-    const { assert!(LEN % 16 == 0) };
+    const { assert!(LEN.is_multiple_of(16)) };
     debug_assert!(q.len() == a.len() && q.len() == LEN * weights.len());
     debug_assert!(
         weights.iter().all(|w| w.abs() <= 128),

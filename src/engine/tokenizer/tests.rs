@@ -332,7 +332,7 @@ fn encoding_arbitrary_text_never_panics() {
             state ^= state >> 7;
             state ^= state << 17;
             s.push(alphabet[(state % alphabet.len() as u64) as usize]);
-            if state % 29 == 0 {
+            if state.is_multiple_of(29) {
                 s.push_str("<|im_start|>");
             }
         }

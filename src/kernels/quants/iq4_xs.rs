@@ -25,7 +25,7 @@ unsafe impl Block for BlockIQ4XS {}
 impl BlockIQ4XS {
     /// The signed scales (6-bit value - 32) of the 8 sub-blocks.
     #[inline]
-    fn scales(&self) -> [i32; 8] {
+    pub(crate) fn scales(&self) -> [i32; 8] {
         let high = u16::from_le_bytes(self.scales_h);
         std::array::from_fn(|s| {
             let low = (self.scales_l[s / 2] >> (4 * (s % 2))) & 0x0F;

@@ -31,13 +31,20 @@ impl ScalesK4 {
     /// The dot with a Q8_K block: the minimums apply through the Q8_K group sums (two groups of
     /// 16 per sub-block).
     pub(super) fn dot<D: IntDots>(&self, q: &[i8; QK_K], a: &BlockQ8K) -> f32 {
+        self.dot_by(a, |scales| D::weighted_dot::<32>(q, &a.qs, scales))
+    }
+
+    /// [`Self::dot`] with the integer part `Σ_s scales[s]·(q_s·a_s)` computed by `isum` (so
+    /// the per-ISA kernels share the scale handling and the f32 steps).
+    #[inline]
+    pub(crate) fn dot_by(&self, a: &BlockQ8K, isum: impl FnOnce(&[i32; 8]) -> i32) -> f32 {
         let (mut scales, mut summs) = ([0i32; 8], 0i32);
         for (s, scale) in scales.iter_mut().enumerate() {
             let (sc, m) = scale_min_k4(s, &self.scales);
             *scale = i32::from(sc);
             summs += i32::from(m) * (a.bsum(2 * s) + a.bsum(2 * s + 1));
         }
-        let isum = D::weighted_dot::<32>(q, &a.qs, &scales);
+        let isum = isum(&scales);
         let d = self.d.to_f32() * a.d();
         let dmin = self.dmin.to_f32() * a.d();
         d * isum as f32 - dmin * summs as f32

@@ -1,0 +1,160 @@
+//! Run-time kernel selection: the CPU's features are detected once per process and the kernel
+//! table is built from the fastest implementation of each weight type this CPU can run. One
+//! binary therefore runs on every machine of its architecture (a Raspberry Pi 4 has no
+//! dotprod, a Pi 5 has; an x86 server may lack AVX2), never relying on compile-time
+//! `target-cpu`.
+//!
+//! `GGUFD_KERNELS=portable` in the environment forces the portable (`wide`) kernels, for
+//! comparisons and bisection.
+
+use super::{GgmlType, TypeKernels, VecDot, VecDot4, PORTABLE};
+use std::sync::OnceLock;
+
+/// An instruction-set level the kernels distinguish.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    /// The `wide` kernels only (SSE2 on x86-64, NEON on aarch64 through `wide`).
+    Portable,
+    /// x86-64 AVX2 + FMA (+F16C).
+    Avx2,
+    /// aarch64 NEON without the dot-product extension (Cortex-A72, Raspberry Pi 4).
+    Neon,
+    /// aarch64 NEON with `sdot` (Cortex-A76, Raspberry Pi 5, and later).
+    NeonDotprod,
+}
+
+impl Isa {
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Portable => "portable",
+            Isa::Avx2 => "avx2",
+            Isa::Neon => "neon",
+            Isa::NeonDotprod => "neon+dotprod",
+        }
+    }
+}
+
+/// The best level this CPU supports (ignoring `GGUFD_KERNELS`).
+pub fn detect() -> Isa {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if super::x86::avx2_available() {
+            return Isa::Avx2;
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        if std::arch::is_aarch64_feature_detected!("dotprod") {
+            return Isa::NeonDotprod;
+        }
+        return Isa::Neon;
+    }
+    #[allow(unreachable_code)]
+    Isa::Portable
+}
+
+/// The level the kernel table was built for: [`detect`], unless `GGUFD_KERNELS=portable`.
+pub fn selected() -> Isa {
+    static SELECTED: OnceLock<Isa> = OnceLock::new();
+    *SELECTED.get_or_init(|| match std::env::var("GGUFD_KERNELS").as_deref() {
+        Ok("portable") => Isa::Portable,
+        _ => detect(),
+    })
+}
+
+/// The kernel of `ty` for `isa`, if that level has a dedicated one.
+fn special_vec_dot(isa: Isa, ty: GgmlType) -> Option<(VecDot, &'static str)> {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => super::x86::avx2_vec_dot(ty).map(|f| (f, "avx2")),
+        _ => {
+            let _ = ty;
+            None
+        }
+    }
+}
+
+/// The four-row kernel of `ty` for `isa`, if any.
+fn special_vec_dot4(isa: Isa, ty: GgmlType) -> Option<VecDot4> {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => super::x86::avx2_vec_dot4(ty),
+        _ => {
+            let _ = ty;
+            None
+        }
+    }
+}
+
+/// The process-wide kernel table.
+pub(super) fn table() -> &'static [TypeKernels] {
+    static TABLE: OnceLock<Vec<TypeKernels>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let isa = selected();
+        PORTABLE
+            .iter()
+            .map(|k| match special_vec_dot(isa, k.ty) {
+                Some((vec_dot, imp)) => TypeKernels {
+                    vec_dot,
+                    vec_dot4: special_vec_dot4(isa, k.ty),
+                    imp,
+                    ..*k
+                },
+                None => *k,
+            })
+            .collect()
+    })
+}
+
+/// One line naming the selected kernels, for `inspect` and `bench`: the level, then which
+/// weight types have dedicated kernels at that level (the rest use the portable ones).
+pub fn summary() -> String {
+    let special: Vec<String> = table()
+        .iter()
+        .filter(|k| k.imp != "portable")
+        .map(|k| k.ty.to_string())
+        .collect();
+    let isa = selected();
+    if special.is_empty() {
+        format!("kernels: {} (all portable)", isa.name())
+    } else {
+        format!(
+            "kernels: {} for {}; portable for the rest",
+            isa.name(),
+            special.join(" ")
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_covers_every_type_once() {
+        let t = table();
+        assert_eq!(t.len(), PORTABLE.len());
+        for (a, b) in t.iter().zip(PORTABLE.iter()) {
+            assert_eq!(a.ty, b.ty);
+            assert_eq!(a.act_ty, b.act_ty);
+        }
+    }
+
+    /// Under qemu (`../shared/tools/arm-test.sh` exports ARM_QEMU_CPU) the dispatcher must pick
+    /// the dotprod path on `max` / `cortex-a76` and plain NEON on `cortex-a72`.
+    #[test]
+    fn dispatch_matches_the_emulated_cpu() {
+        let want = match std::env::var("ARM_QEMU_CPU").as_deref() {
+            Ok("max") | Ok("cortex-a76") => Isa::NeonDotprod,
+            Ok("cortex-a72") | Ok("cortex-a53") => Isa::Neon,
+            _ => {
+                eprintln!(
+                    "detected {:?}; not under arm-test.sh, nothing to assert",
+                    detect()
+                );
+                return;
+            }
+        };
+        assert_eq!(detect(), want);
+    }
+}
