@@ -2,7 +2,7 @@
 //! weights loaded by GGUF name.
 
 use super::batch::Batch;
-use super::layers::{self, AttnShape, Rope};
+use super::layers::{self, AttnShape, Rope, Yarn};
 use super::weights::{Matrix, WeightLoader};
 use super::Result;
 
@@ -59,6 +59,31 @@ pub fn self_attention(
     batch: &mut Batch,
     layer: usize,
 ) -> Vec<f32> {
+    let plain = AttentionExtras::default();
+    self_attention_with(w, shape, rope, &plain, norm_eps, xn, batch, layer)
+}
+
+/// What a few families add to plain self-attention.
+#[derive(Clone, Copy, Default)]
+pub struct AttentionExtras<'a> {
+    /// YaRN RoPE scaling (gpt-oss).
+    pub yarn: Option<&'a Yarn>,
+    /// One learned sink logit per head (gpt-oss `attn_sinks`).
+    pub sinks: Option<&'a [f32]>,
+}
+
+/// [`self_attention`] with YaRN and/or attention sinks.
+#[allow(clippy::too_many_arguments)]
+pub fn self_attention_with(
+    w: &AttentionWeights,
+    shape: &AttnShape,
+    rope: &Rope,
+    extras: &AttentionExtras,
+    norm_eps: f32,
+    xn: &[f32],
+    batch: &mut Batch,
+    layer: usize,
+) -> Vec<f32> {
     let n_tok = batch.n_tokens();
     let positions = batch.positions();
     // q: [n_tok, n_head * head_dim]; k, v: [n_tok, n_head_kv * head_dim]
@@ -71,10 +96,10 @@ pub fn self_attention(
     if let Some(kn) = &w.k_norm {
         layers::rms_norm_in_place(&mut k, kn, norm_eps);
     }
-    rope.apply(&mut q, shape.head_dim, &positions);
-    rope.apply(&mut k, shape.head_dim, &positions);
+    rope.apply_with(extras.yarn, &mut q, shape.head_dim, &positions);
+    rope.apply_with(extras.yarn, &mut k, shape.head_dim, &positions);
     // attn: [n_tok, n_head * head_dim]
-    let attn = layers::causal_attention(shape, &q, &k, &v, batch, layer);
+    let attn = layers::causal_attention_with_sinks(shape, extras.sinks, &q, &k, &v, batch, layer);
     project(&w.wo, &w.bo, &attn, n_tok)
 }
 

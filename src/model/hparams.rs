@@ -18,6 +18,21 @@ pub struct Hparams {
     pub n_rot: usize,
     pub rope_base: f32,
     pub rope_freq_scale: f32,
+    /// `rope.scaling.type = yarn`: the context-extension parameters (freq_scale holds 1/factor).
+    pub rope_yarn: Option<YarnScaling>,
+}
+
+/// YaRN metadata as llama.cpp resolves it for a fresh context (`llama_context` constructor).
+#[derive(Clone, Debug, PartialEq)]
+pub struct YarnScaling {
+    /// `rope.scaling.original_context_length` (default: context_length).
+    pub n_ctx_orig: usize,
+    pub beta_fast: f32,
+    pub beta_slow: f32,
+    pub ext_factor: f32,
+    /// The cos/sin magnitude before ggml's own `1 + 0.1 ln(factor)`: llama.cpp pre-divides by
+    /// that term, so the net magnitude is `get_mscale(factor) · rope.scaling.attn_factor`.
+    pub attn_factor: f32,
 }
 
 /// Upper bounds that keep a hostile header from asking for absurd buffers. Far above any real model.
@@ -76,8 +91,13 @@ impl Hparams {
             1,
             MAX_HEADS,
         )?;
-        let n_head_kv = match k.opt_usize("attention.head_count_kv")? {
-            Some(v) => k.check_range("attention.head_count_kv", v, 1, n_head)?,
+        // Hybrid models (lfm2, granitehybrid) give one value per layer, 0 for recurrent layers;
+        // the attention layers' value is the one that shapes attention.
+        let n_head_kv = match md.u32_per_layer(&k.key("attention.head_count_kv"), n_layer)? {
+            Some(v) => {
+                let max = v.iter().copied().max().unwrap_or(0) as usize;
+                k.check_range("attention.head_count_kv", max, 1, n_head)?
+            }
             None => n_head,
         };
         if n_head % n_head_kv != 0 {
@@ -141,6 +161,7 @@ impl Hparams {
             });
         }
         let rope_freq_scale = rope_freq_scale(&k)?;
+        let rope_yarn = yarn_scaling(&k, rope_freq_scale, n_ctx_train)?;
         Ok(Hparams {
             arch: arch.to_string(),
             n_vocab,
@@ -155,19 +176,61 @@ impl Hparams {
             n_rot,
             rope_base,
             rope_freq_scale,
+            rope_yarn,
         })
     }
 }
 
-/// Linear RoPE scaling (`rope.scaling.type = linear`, or a bare `rope.scaling.factor`).
+/// YaRN's extra parameters when `rope.scaling.type = yarn` (llama.cpp: ext_factor 1, beta_fast 32,
+/// beta_slow 1 unless the file says otherwise).
+fn yarn_scaling(k: &Keys, freq_scale: f32, n_ctx_train: usize) -> Result<Option<YarnScaling>> {
+    if k.md.opt_str(&k.key("rope.scaling.type"))? != Some("yarn") {
+        return Ok(None);
+    }
+    let finite = |suffix: &str, default: f32| -> Result<f32> {
+        match k.opt_f32(suffix)? {
+            Some(v) if !v.is_finite() => Err(ModelError::BadHparam {
+                key: k.key(suffix),
+                reason: format!("{v} is not a finite number"),
+            }),
+            v => Ok(v.unwrap_or(default)),
+        }
+    };
+    let n_ctx_orig = match k.opt_usize("rope.scaling.original_context_length")? {
+        Some(0) | None => n_ctx_train,
+        Some(v) => v,
+    };
+    let ext_factor = finite("rope.scaling.yarn_ext_factor", 1.0)?;
+    let factor = 1.0 / freq_scale;
+    let mscale = if factor <= 1.0 {
+        1.0
+    } else {
+        0.1 * factor.ln() + 1.0
+    };
+    let attn_factor = if ext_factor != 0.0 {
+        mscale * (1.0 / (1.0 + 0.1 * factor.ln()))
+    } else {
+        1.0
+    } * finite("rope.scaling.attn_factor", 1.0)?;
+    Ok(Some(YarnScaling {
+        n_ctx_orig,
+        beta_fast: finite("rope.scaling.yarn_beta_fast", 32.0)?,
+        beta_slow: finite("rope.scaling.yarn_beta_slow", 1.0)?,
+        ext_factor,
+        attn_factor,
+    }))
+}
+
+/// Linear RoPE scaling (`rope.scaling.type = linear`, or a bare `rope.scaling.factor`), and the
+/// position scale of YaRN.
 fn rope_freq_scale(k: &Keys) -> Result<f32> {
     let ty = k.md.opt_str(&k.key("rope.scaling.type"))?;
     let factor = k.opt_f32("rope.scaling.factor")?;
     match (ty, factor) {
         (None | Some("none"), None) | (Some("none"), _) => Ok(1.0),
-        (None | Some("linear"), Some(f)) if f.is_finite() && f > 0.0 => Ok(1.0 / f),
-        (Some("linear"), None) => Ok(1.0),
-        (None | Some("linear"), Some(f)) => Err(ModelError::BadHparam {
+        (None | Some("linear" | "yarn"), Some(f)) if f.is_finite() && f > 0.0 => Ok(1.0 / f),
+        (Some("linear" | "yarn"), None) => Ok(1.0),
+        (None | Some("linear" | "yarn"), Some(f)) => Err(ModelError::BadHparam {
             key: k.key("rope.scaling.factor"),
             reason: format!("{f} must be a positive number"),
         }),

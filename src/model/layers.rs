@@ -51,6 +51,10 @@ pub fn silu(x: f32) -> f32 {
     x / (1.0 + (-x).exp())
 }
 
+pub fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
 /// tanh-approximated GELU evaluated the way ggml's CPU backend does: the input is rounded to f16
 /// and the result is read from an f16 table, which we reproduce by rounding twice.
 pub fn gelu_ggml(x: f32) -> f32 {
@@ -102,27 +106,88 @@ pub struct Rope {
     pub freq_factors: Option<Vec<f32>>,
 }
 
+/// YaRN context extension on top of a [`Rope`] (ggml's `rope_yarn`): pairs below the correction
+/// range keep the extrapolated angle, pairs above it the interpolated one (`freq_scale · θ`), with
+/// a linear ramp between; cos and sin are scaled by `mscale`.
+#[derive(Clone, Debug)]
+pub struct Yarn {
+    pub ext_factor: f32,
+    /// Final cos/sin magnitude: `attn_factor · (1 + 0.1 ln(1/freq_scale))`.
+    pub mscale: f32,
+    /// First and last pair index of the ramp (ggml_rope_yarn_corr_dims).
+    pub corr_dims: [f32; 2],
+}
+
+impl Yarn {
+    /// ggml's derivation from the rope parameters of one layer and the file's YaRN metadata.
+    pub fn new(rope: &Rope, s: &super::hparams::YarnScaling) -> Yarn {
+        let n_dims = rope.n_rot as f32;
+        // The pair index whose wavelength fits `n_rot` turns into the original context.
+        let corr_dim = |n_rot: f32| {
+            n_dims * (s.n_ctx_orig as f32 / (n_rot * 2.0 * std::f32::consts::PI)).ln()
+                / (2.0 * rope.freq_base.ln())
+        };
+        let start = corr_dim(s.beta_fast).floor().max(0.0);
+        let end = corr_dim(s.beta_slow).ceil().min(n_dims - 1.0);
+        let mut mscale = s.attn_factor;
+        if s.ext_factor != 0.0 {
+            mscale *= 1.0 + 0.1 * (1.0 / rope.freq_scale).ln();
+        }
+        Yarn {
+            ext_factor: s.ext_factor,
+            mscale,
+            corr_dims: [start, end],
+        }
+    }
+
+    /// Share of the extrapolated angle for pair `i`: 1 below the ramp, 0 above it.
+    fn ramp_mix(&self, i: usize) -> f32 {
+        let [low, high] = self.corr_dims;
+        let y = (i as f32 - low) / (high - low).max(0.001);
+        (1.0 - y.clamp(0.0, 1.0)) * self.ext_factor
+    }
+}
+
 impl Rope {
     /// cos/sin for every rotated pair at position `pos`, computed like ggml: the angle starts at
     /// `pos` and is multiplied by `base^(-2/n_rot)` once per pair, in f32.
-    fn angles(&self, pos: usize, cs: &mut [(f32, f32)]) {
+    fn angles(&self, pos: usize, yarn: Option<&Yarn>, cs: &mut [(f32, f32)]) {
         let theta_scale = self.freq_base.powf(-2.0 / self.n_rot as f32);
         let mut theta = pos as f32;
         for (i, c) in cs.iter_mut().enumerate() {
             let ff = self.freq_factors.as_ref().map_or(1.0, |f| f[i]);
-            let t = self.freq_scale * (theta / ff);
-            *c = (t.cos(), t.sin());
+            let extrap = theta / ff;
+            let interp = self.freq_scale * extrap;
+            *c = match yarn {
+                None => (interp.cos(), interp.sin()),
+                Some(y) => {
+                    let mix = y.ramp_mix(i);
+                    let t = interp * (1.0 - mix) + extrap * mix;
+                    (t.cos() * y.mscale, t.sin() * y.mscale)
+                }
+            };
             theta *= theta_scale;
         }
     }
 
     /// Rotates every head of every row of `x` (`[n_tok, n_heads * head_dim]`) by its token's position.
     pub fn apply(&self, x: &mut [f32], head_dim: usize, positions: &[usize]) {
+        self.apply_with(None, x, head_dim, positions);
+    }
+
+    /// [`Rope::apply`] with optional YaRN scaling.
+    pub fn apply_with(
+        &self,
+        yarn: Option<&Yarn>,
+        x: &mut [f32],
+        head_dim: usize,
+        positions: &[usize],
+    ) {
         let width = x.len() / positions.len();
         let half = self.n_rot / 2;
         let mut cs = vec![(0f32, 0f32); half];
         for (row, &pos) in x.chunks_exact_mut(width).zip(positions) {
-            self.angles(pos, &mut cs);
+            self.angles(pos, yarn, &mut cs);
             for head in row.chunks_exact_mut(head_dim) {
                 for (i, &(c, s)) in cs.iter().enumerate() {
                     let (a, b) = match self.kind {
@@ -161,6 +226,20 @@ pub fn causal_attention(
     batch: &mut Batch,
     layer: usize,
 ) -> Vec<f32> {
+    causal_attention_with_sinks(shape, None, q, k, v, batch, layer)
+}
+
+/// [`causal_attention`] where head `h` may have a learned sink logit `sinks[h]` (gpt-oss): an
+/// extra softmax column that takes probability mass but contributes no value.
+pub fn causal_attention_with_sinks(
+    shape: &AttnShape,
+    sinks: Option<&[f32]>,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    batch: &mut Batch,
+    layer: usize,
+) -> Vec<f32> {
     let hd = shape.head_dim;
     let q_width = shape.n_head * hd;
     let kv_width = shape.n_head_kv * hd;
@@ -191,7 +270,10 @@ pub fn causal_attention(
                         let kr = &keys[(first + j) * kv_width + kvh * hd..][..hd];
                         *s = dot(qh, kr) * shape.scale;
                     }
-                    softmax_in_place(&mut scores);
+                    match sinks {
+                        None => softmax_in_place(&mut scores),
+                        Some(s) => softmax_with_sink_in_place(&mut scores, s[h]),
+                    }
                     let oh = &mut o_row[h * hd..(h + 1) * hd];
                     oh.fill(0.0);
                     for (j, &p) in scores.iter().enumerate() {
@@ -213,11 +295,20 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 /// Numerically stable softmax with an f64 normaliser, as ggml's soft_max.
 pub fn softmax_in_place(x: &mut [f32]) {
-    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    softmax_with_sink_in_place(x, f32::NEG_INFINITY);
+}
+
+/// Softmax over `x` plus one extra logit `sink` whose probability is dropped (ggml's soft_max
+/// with sinks); `sink = -inf` is the plain softmax.
+pub fn softmax_with_sink_in_place(x: &mut [f32], sink: f32) {
+    let max = x.iter().copied().fold(sink, f32::max);
     let mut sum = 0f64;
     for v in x.iter_mut() {
         *v = (*v - max).exp();
         sum += *v as f64;
+    }
+    if sink > f32::NEG_INFINITY {
+        sum += (sink - max).exp() as f64;
     }
     let inv = (1.0 / sum) as f32;
     for v in x.iter_mut() {

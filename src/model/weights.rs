@@ -44,6 +44,45 @@ impl Matrix {
     }
 }
 
+/// A stack of `n_mat` matrices `{n_in, n_out, n_mat}` (the experts of a MoE layer). Matrix `i` is
+/// rows `[i·n_out, (i+1)·n_out)` of the mapped tensor, so using one touches only its own bytes.
+#[derive(Clone, Debug)]
+pub struct MatrixStack {
+    pub data: TensorData,
+    pub n_in: usize,
+    pub n_out: usize,
+    pub n_mat: usize,
+}
+
+impl MatrixStack {
+    /// Bytes of one matrix of the stack.
+    pub fn matrix_bytes(&self) -> usize {
+        self.data.bytes().len() / self.n_mat
+    }
+
+    /// Matrix `i` (`i < n_mat`), as a view of its own byte range.
+    pub fn get(&self, i: usize) -> MatRef<'_> {
+        let size = self.matrix_bytes();
+        MatRef {
+            ty: self.data.ty,
+            data: &self.data.bytes()[i * size..(i + 1) * size],
+            n_in: self.n_in,
+            n_out: self.n_out,
+        }
+    }
+
+    /// `n_out` output rows `[row0, row0 + n_out)` of matrix `i` (one half of a fused gate/up).
+    pub fn rows(&self, i: usize, row0: usize, n_out: usize) -> MatRef<'_> {
+        let m = self.get(i);
+        let row_bytes = m.data.len() / self.n_out;
+        MatRef {
+            data: &m.data[row0 * row_bytes..(row0 + n_out) * row_bytes],
+            n_out,
+            ..m
+        }
+    }
+}
+
 /// Loads tensors by name with the shapes an architecture expects.
 pub struct WeightLoader<'a> {
     pub file: &'a GgufFile,
@@ -75,6 +114,24 @@ impl<'a> WeightLoader<'a> {
         })
     }
 
+    /// A stack of `n_mat` matrices `{n_in, n_out, n_mat}`.
+    pub fn matrix_stack(
+        &self,
+        name: &str,
+        n_in: usize,
+        n_out: usize,
+        n_mat: usize,
+    ) -> Result<MatrixStack> {
+        let t = self.usable(self.file.tensor(name)?)?;
+        t.expect_shape(&[n_in, n_out, n_mat])?;
+        Ok(MatrixStack {
+            data: t,
+            n_in,
+            n_out,
+            n_mat,
+        })
+    }
+
     pub fn opt_matrix(&self, name: &str, n_in: usize, n_out: usize) -> Result<Option<Matrix>> {
         if self.file.has_tensor(name) {
             self.matrix(name, n_in, n_out).map(Some)
@@ -88,6 +145,17 @@ impl<'a> WeightLoader<'a> {
         let t = self.usable(self.file.tensor(name)?)?;
         t.expect_shape(&[n])?;
         let mut v = vec![0f32; n];
+        let k = kernels::kernels(t.ty).expect("checked by usable");
+        (k.dequantize)(t.bytes(), &mut v);
+        Ok(v)
+    }
+
+    /// Any small tensor of exactly `shape` (conv kernels `{d_conv, channels}`, SSM parameters
+    /// stored as `{1, n}`), converted to f32 once at load time.
+    pub fn tensor_f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let t = self.usable(self.file.tensor(name)?)?;
+        t.expect_shape(shape)?;
+        let mut v = vec![0f32; shape.iter().product()];
         let k = kernels::kernels(t.ty).expect("checked by usable");
         (k.dequantize)(t.bytes(), &mut v);
         Ok(v)

@@ -7,13 +7,18 @@
 //!     x += ffn_down · (silu(ffn_gate · h) ⊙ ffn_up · h)        h = rms_norm(x)·ffn_norm
 //! logits = output · rms_norm(x)·output_norm                    (output tied to token_embd if absent)
 //! ```
-//! qwen2 and qwen3 are this block with biases / q-k norms and NEOX RoPE; their files define a [`Variant`].
+//! With `expert_count > 0` (Mixtral-style llama, qwen3moe) the FFN is a mixture of experts:
+//! softmax router, top-k, renormalised weights, SwiGLU experts (see `moe.rs`).
+//!
+//! qwen2, qwen3 and qwen3moe are this block with biases / q-k norms and NEOX RoPE; their files
+//! define a [`Variant`].
 
 use crate::gguf::GgufFile;
 use crate::model::batch::Batch;
-use crate::model::blocks::{self, AttentionWeights, GatedFfnWeights, OutputHead};
-use crate::model::hparams::Hparams;
-use crate::model::layers::{self, AttnShape, Rope, RopeKind};
+use crate::model::blocks::{self, AttentionExtras, AttentionWeights, OutputHead};
+use crate::model::hparams::{Hparams, Keys};
+use crate::model::layers::{self, AttnShape, Rope, RopeKind, Yarn};
+use crate::model::moe::{ExpertActivation, Gating, MoeConfig, SwigluFfn};
 use crate::model::state::SeqState;
 use crate::model::weights::{Matrix, WeightLoader};
 use crate::model::{Architecture, ModelError, Result};
@@ -26,6 +31,8 @@ pub struct Variant {
     pub requires_qkv_bias: bool,
     /// Per-head q/k RMSNorm weights must be present (qwen3).
     pub requires_qk_norm: bool,
+    /// Every layer's FFN is a mixture of experts (qwen3moe); otherwise only if `expert_count > 0`.
+    pub requires_experts: bool,
 }
 
 pub const VARIANT: Variant = Variant {
@@ -33,13 +40,14 @@ pub const VARIANT: Variant = Variant {
     rope: RopeKind::Norm,
     requires_qkv_bias: false,
     requires_qk_norm: false,
+    requires_experts: false,
 };
 
 struct Layer {
     attn_norm: Vec<f32>,
     attn: AttentionWeights,
     ffn_norm: Vec<f32>,
-    ffn: GatedFfnWeights,
+    ffn: SwigluFfn,
 }
 
 pub struct Llama {
@@ -49,6 +57,8 @@ pub struct Llama {
     head: OutputHead,
     shape: AttnShape,
     rope: Rope,
+    yarn: Option<Yarn>,
+    moe: Option<MoeConfig>,
 }
 
 pub fn load(file: &GgufFile, v: &Variant) -> Result<(Hparams, Box<dyn Architecture>)> {
@@ -68,6 +78,25 @@ pub fn load(file: &GgufFile, v: &Variant) -> Result<(Hparams, Box<dyn Architectu
         freq_scale: hp.rope_freq_scale,
         freq_factors: w.opt_vector("rope_freqs.weight", hp.n_rot / 2)?,
     };
+    let yarn = hp.rope_yarn.as_ref().map(|s| Yarn::new(&rope, s));
+    let k = Keys {
+        md: &file.metadata,
+        arch: v.arch,
+    };
+    // llama files give the expert width as feed_forward_length.
+    let moe = if v.requires_experts || MoeConfig::declared(&k)? {
+        let gating = Gating::Softmax { renormalize: true };
+        let n_ff_exp_default = (v.arch == "llama").then_some(hp.n_ff);
+        Some(MoeConfig::read(
+            &k,
+            hp.n_ff,
+            n_ff_exp_default,
+            gating,
+            ExpertActivation::Silu,
+        )?)
+    } else {
+        None
+    };
     let mut layers = Vec::with_capacity(hp.n_layer);
     for il in 0..hp.n_layer {
         let attn = AttentionWeights::load(&w, il, hp.n_embd, &shape)?;
@@ -86,7 +115,7 @@ pub fn load(file: &GgufFile, v: &Variant) -> Result<(Hparams, Box<dyn Architectu
             attn_norm: w.vector(&format!("blk.{il}.attn_norm.weight"), hp.n_embd)?,
             attn,
             ffn_norm: w.vector(&format!("blk.{il}.ffn_norm.weight"), hp.n_embd)?,
-            ffn: GatedFfnWeights::load(&w, il, hp.n_embd, hp.n_ff)?,
+            ffn: SwigluFfn::load(&w, il, hp.n_embd, hp.n_ff, moe.as_ref())?,
         });
     }
     let head = OutputHead::load(&w, "output_norm.weight", &tok_embd)?;
@@ -97,6 +126,8 @@ pub fn load(file: &GgufFile, v: &Variant) -> Result<(Hparams, Box<dyn Architectu
         head,
         shape,
         rope,
+        yarn,
+        moe,
     };
     Ok((hp, Box::new(model)))
 }
@@ -107,13 +138,18 @@ impl Architecture for Llama {
         let n_tok = batch.n_tokens();
         // x: [n_tok, n_embd] — the residual stream
         let mut x = blocks::embed(&self.tok_embd, &batch.tokens());
+        let extras = AttentionExtras {
+            yarn: self.yarn.as_ref(),
+            sinks: None,
+        };
         for (il, l) in self.layers.iter().enumerate() {
             // xn: [n_tok, n_embd]
             let xn = layers::rms_norm(&x, &l.attn_norm, hp.rms_eps);
-            let attn = blocks::self_attention(
+            let attn = blocks::self_attention_with(
                 &l.attn,
                 &self.shape,
                 &self.rope,
+                &extras,
                 hp.rms_eps,
                 &xn,
                 batch,
@@ -122,7 +158,8 @@ impl Architecture for Llama {
             layers::add_in_place(&mut x, &attn);
 
             let xn = layers::rms_norm(&x, &l.ffn_norm, hp.rms_eps);
-            let ffn = blocks::gated_ffn(&l.ffn, layers::silu, &xn, n_tok);
+            // ffn: [n_tok, n_embd]
+            let ffn = l.ffn.forward(&xn, n_tok);
             layers::add_in_place(&mut x, &ffn);
         }
         let rows = batch.output_rows();
@@ -137,5 +174,9 @@ impl Architecture for Llama {
 
     fn layer_map(&self) -> String {
         "A".repeat(self.hp.n_layer)
+    }
+
+    fn experts(&self) -> Option<(usize, usize)> {
+        self.moe.as_ref().map(|m| (m.n_expert, m.n_used))
     }
 }

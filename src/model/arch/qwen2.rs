@@ -8,4 +8,5 @@ pub const VARIANT: Variant = Variant {
     rope: RopeKind::Neox,
     requires_qkv_bias: true,
     requires_qk_norm: false,
+    requires_experts: false,
 };

@@ -8,4 +8,5 @@ pub const VARIANT: Variant = Variant {
     rope: RopeKind::Neox,
     requires_qkv_bias: false,
     requires_qk_norm: true,
+    requires_experts: false,
 };
