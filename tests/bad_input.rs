@@ -956,8 +956,8 @@ fn invalid_hparam_values() {
         ),
         (
             "llama.rope.scaling.type",
-            Value::str("yarn"),
-            "`yarn` RoPE scaling is not supported",
+            Value::str("longrope"),
+            "`longrope` RoPE scaling is not supported",
         ),
         (
             "llama.rope.scaling.factor",
@@ -1164,5 +1164,193 @@ fn tokenize_without_tokenizer() {
     expect_error(
         &tokenize(&src),
         &["has no tokenizer", "tokenizer.ggml.model = none"],
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mixture-of-experts metadata and tensors (need kernels)
+// ---------------------------------------------------------------------------------------------
+
+/// Needs kernels. Expert counts out of range name their key; expert stacks of the wrong shape
+/// name the tensor.
+#[test]
+fn moe_bad_expert_metadata_and_shapes() {
+    let Some(base) = corpus("qwen3moe-Q8_0").map(GgufBuilder::from_file) else {
+        return;
+    };
+    let s = Scratch::new("moe_bad_expert_metadata_and_shapes");
+    let keys: [(&str, u32, &str); 3] = [
+        ("qwen3moe.expert_used_count", 9, "outside [1, 8]"),
+        ("qwen3moe.expert_used_count", 0, "outside [1, 8]"),
+        ("qwen3moe.expert_count", 0, "outside [1, 512]"),
+    ];
+    for (key, v, phrase) in keys {
+        let mut b = base.clone();
+        b.set(key, Value::U32(v));
+        let p = s.build("model.gguf", &b);
+        model_error(&p, &[&format!("`{key}`"), phrase]);
+    }
+    let q8 = GgmlType::Q8_0;
+    let tensors: [(&str, &[u64], &str); 3] = [
+        (
+            "blk.0.ffn_up_exps.weight",
+            &[256, 64, 4],
+            "expected [256, 64, 8]",
+        ),
+        (
+            "blk.1.ffn_down_exps.weight",
+            &[64, 256],
+            "expected [64, 256, 8]",
+        ),
+        ("blk.0.ffn_gate_inp.weight", &[256, 4], "expected [256, 8]"),
+    ];
+    for (name, shape, phrase) in tensors {
+        let mut b = base.clone();
+        let ty = if name.contains("gate_inp") {
+            GgmlType::F32
+        } else {
+            q8
+        };
+        b.retype(name, ty, shape);
+        let p = s.build("model.gguf", &b);
+        model_error(&p, &[&format!("tensor `{name}`"), phrase]);
+    }
+}
+
+/// Needs kernels. gpt-oss requires its sinks and router bias.
+#[test]
+fn gpt_oss_missing_sinks_or_router_bias() {
+    let Some(base) = corpus("gpt-oss-Q8_0").map(GgufBuilder::from_file) else {
+        return;
+    };
+    let s = Scratch::new("gpt_oss_missing_sinks_or_router_bias");
+    for name in ["blk.1.attn_sinks.weight", "blk.0.ffn_gate_inp.bias"] {
+        let mut b = base.clone();
+        b.remove_tensor(name);
+        let p = s.build("model.gguf", &b);
+        model_error(&p, &[&format!("tensor `{name}` is missing")]);
+    }
+}
+
+/// Hybrid models: recurrent-layer hyper-parameters that are zero, do not divide, or disagree
+/// with each other or with the tensor shapes are refused with the key (or tensor) named.
+#[test]
+fn hybrid_bad_recurrent_hparams() {
+    let s = Scratch::new("hybrid_bad_recurrent_hparams");
+    let cases: &[(&str, &str, Value, &[&str])] = &[
+        (
+            "qwen35-Q8_0",
+            "qwen35.ssm.conv_kernel",
+            Value::U32(0),
+            &["`qwen35.ssm.conv_kernel`", "conv kernel width 0"],
+        ),
+        (
+            "qwen35-Q8_0",
+            "qwen35.ssm.group_count",
+            Value::U32(3),
+            &["`qwen35.ssm.group_count`", "3 key heads do not divide"],
+        ),
+        (
+            "qwen35-Q8_0",
+            "qwen35.ssm.group_count",
+            Value::U32(0),
+            &["`qwen35.ssm.group_count`", "0 is outside"],
+        ),
+        (
+            "qwen35-Q8_0",
+            "qwen35.ssm.state_size",
+            Value::U32(16),
+            &["`qwen35.ssm.inner_size`", "differs from ssm.state_size 16"],
+        ),
+        (
+            "qwen3next-Q8_0",
+            "qwen3next.ssm.time_step_rank",
+            Value::U32(5),
+            &[
+                "`qwen3next.ssm.group_count`",
+                "do not divide ssm.time_step_rank 5",
+            ],
+        ),
+        (
+            "lfm2-Q8_0",
+            "lfm2.shortconv.l_cache",
+            Value::U32(0),
+            &["`lfm2.shortconv.l_cache`", "conv kernel width 0"],
+        ),
+        (
+            "granitehybrid-Q8_0",
+            "granitehybrid.ssm.conv_kernel",
+            Value::U32(1),
+            &["`granitehybrid.ssm.conv_kernel`", "conv kernel width 1"],
+        ),
+        (
+            "granitehybrid-Q8_0",
+            "granitehybrid.ssm.time_step_rank",
+            Value::U32(3),
+            &[
+                "`granitehybrid.ssm.time_step_rank`",
+                "3 does not divide ssm.inner_size 512",
+            ],
+        ),
+        (
+            "granitehybrid-Q8_0",
+            "granitehybrid.attention.head_count_kv",
+            Value::Array {
+                elem_type: vt::U32,
+                items: vec![Value::U32(0), Value::U32(3)],
+            },
+            &[
+                "`granitehybrid.attention.head_count_kv`",
+                "3 does not divide head_count 4",
+            ],
+        ),
+        (
+            "lfm2-Q8_0",
+            "lfm2.attention.head_count_kv",
+            Value::Array {
+                elem_type: vt::U32,
+                items: vec![Value::U32(0), Value::U32(2)],
+            },
+            &["lfm2.attention.head_count_kv", "2 entries for 3 layers"],
+        ),
+        (
+            "qwen35-Q8_0",
+            "qwen35.attention.recurrent_layers",
+            Value::Array {
+                elem_type: vt::BOOL,
+                items: vec![Value::Bool(true)],
+            },
+            &[
+                "`qwen35.attention.recurrent_layers`",
+                "1 entries for 4 layers",
+            ],
+        ),
+    ];
+    for (model, key, value, phrases) in cases {
+        let Some(base) = corpus(model).map(GgufBuilder::from_file) else {
+            return;
+        };
+        let mut b = base.clone();
+        b.set(key, value.clone());
+        let p = s.build("model.gguf", &b);
+        model_error(&p, phrases);
+    }
+}
+
+/// Consistent hyper-parameters that disagree with the tensors: a shape error naming the tensor.
+#[test]
+fn hybrid_state_size_disagreeing_with_tensors() {
+    let Some(base) = corpus("qwen35-Q8_0").map(GgufBuilder::from_file) else {
+        return;
+    };
+    let s = Scratch::new("hybrid_state_size_disagreeing_with_tensors");
+    let mut b = base.clone();
+    // state 64 × 4 v-heads = inner 256: self-consistent, but attn_qkv was built for state 32.
+    b.set("qwen35.ssm.state_size", Value::U32(64));
+    b.set("qwen35.ssm.inner_size", Value::U32(256));
+    let p = s.build("model.gguf", &b);
+    model_error(
+        &p,
+        &["tensor `blk.0.attn_qkv.weight`", "expected [256, 512]"],
     );
 }

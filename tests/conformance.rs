@@ -73,3 +73,44 @@ fn qwen3() {
 fn gemma3() {
     check_arch("gemma3", &[]);
 }
+
+#[test]
+fn qwen3moe() {
+    check_arch("qwen3moe", &[]);
+}
+
+#[test]
+fn llama_moe() {
+    check_arch("llama-moe", &[]);
+}
+
+#[test]
+fn gpt_oss() {
+    check_arch("gpt-oss", &[]);
+}
+
+#[test]
+fn qwen35() {
+    // `--only qwen35` also matches qwen35moe's case names.
+    check_arch("qwen35", &["qwen35moe"]);
+}
+
+#[test]
+fn qwen3next() {
+    check_arch("qwen3next", &[]);
+}
+
+#[test]
+fn qwen35moe() {
+    check_arch("qwen35moe", &[]);
+}
+
+#[test]
+fn lfm2() {
+    check_arch("lfm2", &[]);
+}
+
+#[test]
+fn granitehybrid() {
+    check_arch("granitehybrid", &[]);
+}

@@ -18,7 +18,8 @@ pub fn init_threads(args: &ThreadArgs) -> anyhow::Result<usize> {
     let n = match args.threads {
         Some(0) => bail!("--threads must be at least 1"),
         Some(n) => n,
-        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        // The device's performance cores (all cores unless big.LITTLE).
+        None => crate::kernels::threads::default_threads(),
     };
     rayon::ThreadPoolBuilder::new()
         .num_threads(n)
@@ -154,6 +155,12 @@ pub fn inspect(path: &Path, json: bool) -> anyhow::Result<()> {
         "parameters:      {} ({} active per token)",
         card.parameters, card.active_parameters
     );
+    if card.experts > 0 {
+        println!(
+            "experts:         {} ({} used per token)",
+            card.experts, card.experts_used
+        );
+    }
     println!("file size:       {} bytes", card.file_bytes);
     println!("context length:  {}", card.context_length);
     println!(
@@ -161,7 +168,7 @@ pub fn inspect(path: &Path, json: bool) -> anyhow::Result<()> {
         card.layers, card.embedding_length, card.heads, card.kv_heads, card.head_dim
     );
     println!(
-        "layer map:       {}  (A = full attention, S = sliding window)",
+        "layer map:       {}  (A = full attention, S = sliding window, L = Gated DeltaNet, C = short conv, M = Mamba2)",
         card.layer_map
     );
     println!(
@@ -176,6 +183,12 @@ pub fn inspect(path: &Path, json: bool) -> anyhow::Result<()> {
         "kv cache:        {} bytes per token of context",
         card.kv_bytes_per_token
     );
+    if card.state_bytes_per_sequence > 0 {
+        println!(
+            "recurrent state: {} bytes per sequence (fixed)",
+            card.state_bytes_per_sequence
+        );
+    }
     println!("bytes per component:");
     for (c, b) in &card.bytes_per_component {
         println!("  {c:<12} {b}");
@@ -184,6 +197,7 @@ pub fn inspect(path: &Path, json: bool) -> anyhow::Result<()> {
     for (t, u) in &card.quant_mix {
         println!("  {t:<8} {:>4} tensors {:>12} bytes", u.tensors, u.bytes);
     }
+    println!("{}", crate::kernels::dispatch::summary());
     Ok(())
 }
 

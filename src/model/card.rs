@@ -38,6 +38,9 @@ pub struct ModelCard {
     pub quant_mix: BTreeMap<String, TypeUsage>,
     /// KV-cache bytes each token of context adds (f32 keys and values, all attention layers).
     pub kv_bytes_per_token: u64,
+    /// Fixed bytes of recurrent state (conv + SSM / delta-rule state) each sequence carries,
+    /// independent of its length (0 for attention-only models).
+    pub state_bytes_per_sequence: u64,
 }
 
 /// The component a tensor belongs to, from its GGUF name.
@@ -59,6 +62,16 @@ fn component(name: &str) -> &'static str {
     }
 }
 
+/// Stacked routed-expert tensors (`blk.N.ffn_{gate,up,down,gate_up}_exps.{weight,bias}`).
+fn is_routed_expert(name: &str) -> bool {
+    name.rsplit('.')
+        .nth(1)
+        .is_some_and(|leaf| leaf.ends_with("_exps"))
+}
+
+/// Layer-map letters of recurrent mixers: Gated DeltaNet, short conv, Mamba2.
+const RECURRENT_LAYERS: &[char] = &['L', 'C', 'M'];
+
 impl ModelCard {
     pub fn describe(model: &Model) -> ModelCard {
         let md = &model.file.metadata;
@@ -66,8 +79,14 @@ impl ModelCard {
         let mut bytes_per_component = BTreeMap::new();
         let mut quant_mix: BTreeMap<String, TypeUsage> = BTreeMap::new();
         let mut parameters = 0u64;
+        // Routed-expert tensors (`*_exps`) count only their used share towards active parameters.
+        let experts = model.arch.experts();
+        let mut inactive = 0u64;
         for t in model.file.tensor_infos() {
             parameters += t.n_elements() as u64;
+            if let Some((n_expert, n_used)) = experts.filter(|_| is_routed_expert(&t.name)) {
+                inactive += (t.n_elements() as u64) * (n_expert - n_used) as u64 / n_expert as u64;
+            }
             *bytes_per_component
                 .entry(component(&t.name).to_string())
                 .or_insert(0) += t.n_bytes() as u64;
@@ -98,15 +117,22 @@ impl ModelCard {
         ModelCard {
             name,
             architecture: hp.arch.clone(),
-            kind: "dense".into(),
+            kind: if layer_map.contains(RECURRENT_LAYERS) {
+                "hybrid"
+            } else if experts.is_some() {
+                "moe"
+            } else {
+                "dense"
+            }
+            .into(),
             parameters,
-            active_parameters: parameters,
+            active_parameters: parameters - inactive,
             file_bytes: model.file.file_bytes(),
             context_length: model.n_ctx as u32,
             layers: hp.n_layer as u32,
             layer_map,
-            experts: 0,
-            experts_used: 0,
+            experts: experts.map_or(0, |e| e.0 as u32),
+            experts_used: experts.map_or(0, |e| e.1 as u32),
             has_chat_template: md.get("tokenizer.chat_template").is_some(),
             embedding_length: hp.n_embd as u32,
             heads: hp.n_head as u32,
@@ -122,6 +148,8 @@ impl ModelCard {
             bytes_per_component,
             quant_mix,
             kv_bytes_per_token: (n_attn_layers * 2 * hp.n_head_kv * hp.head_dim * 4) as u64,
+            // A fresh state holds no KV rows yet, only the fixed-size recurrent states.
+            state_bytes_per_sequence: model.new_state().bytes() as u64,
         }
     }
 }

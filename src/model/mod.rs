@@ -7,8 +7,12 @@ mod arch;
 pub mod batch;
 pub mod blocks;
 pub mod card;
+pub mod delta_net;
+pub mod gated_attention;
 pub mod hparams;
 pub mod layers;
+pub mod moe;
+pub mod ssm;
 pub mod state;
 pub mod weights;
 
@@ -52,6 +56,11 @@ pub trait Architecture: Send + Sync {
     /// One character per layer for the architecture card (`A` full attention, `S` sliding-window
     /// attention, ...).
     fn layer_map(&self) -> String;
+
+    /// `(experts, experts used per token)` when the FFNs are mixtures of experts.
+    fn experts(&self) -> Option<(usize, usize)> {
+        None
+    }
 }
 
 /// A loaded model: the mapped file, its hyper-parameters and its forward pass.
