@@ -1,7 +1,7 @@
 //! ggufd: run quantized LLMs from GGUF files on edge devices.
 //!
 //! Layers, top to bottom (each depends only on the ones below it):
-//! `cli` → `engine` (tokenizer, sampling, generation) → `model` (architectures) →
+//! `cli` → `server` (the gRPC daemon) → `engine` (tokenizer, sampling, generation) → `model` (architectures) →
 //! `kernels` (quant formats, matmul) → `gguf` (file parsing and mapping).
 
 pub mod cli;
@@ -10,3 +10,4 @@ pub mod gguf;
 pub mod kernels;
 pub mod model;
 pub mod panic_guard;
+pub mod server;

@@ -2,6 +2,7 @@
 
 mod bench;
 mod commands;
+mod serve;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -59,6 +60,8 @@ pub enum Command {
     },
     /// Measure prompt-processing and token-generation speed.
     Bench(bench::BenchArgs),
+    /// Serve models over gRPC (the daemon).
+    Serve(serve::ServeArgs),
 }
 
 #[derive(Args, Debug)]
@@ -112,5 +115,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             no_special,
         } => commands::tokenize(&model, &text, no_special),
         Command::Bench(args) => bench::bench(args),
+        Command::Serve(args) => serve::serve(args),
     }
 }
