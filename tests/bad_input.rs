@@ -1354,3 +1354,28 @@ fn hybrid_state_size_disagreeing_with_tensors() {
         &["tensor `blk.0.attn_qkv.weight`", "expected [256, 512]"],
     );
 }
+
+/// A family whose forward pass does not apply YaRN must refuse a file that asks for it rather
+/// than compute positions without it.
+#[test]
+fn yarn_scaling_on_an_architecture_without_it() {
+    let Some(path) = corpus("gemma3-Q8_0") else {
+        return;
+    };
+    let s = Scratch::new("yarn_scaling_on_an_architecture_without_it");
+    let mut b = GgufBuilder::from_file(path);
+    b.set("gemma3.rope.scaling.type", Value::str("yarn"));
+    b.set("gemma3.rope.scaling.factor", Value::F32(4.0));
+    b.set(
+        "gemma3.rope.scaling.original_context_length",
+        Value::U32(1024),
+    );
+    let p = s.build("model.gguf", &b);
+    model_error(
+        &p,
+        &[
+            "`gemma3.rope.scaling.type`",
+            "YaRN scaling is not supported for gemma3",
+        ],
+    );
+}

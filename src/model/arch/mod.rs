@@ -32,7 +32,23 @@ pub const SUPPORTED: &[&str] = &[
     "granitehybrid",
 ];
 
+/// Architectures whose forward pass applies YaRN RoPE scaling (the llama block and gpt-oss).
+const YARN_ARCHITECTURES: &[&str] = &["llama", "qwen2", "qwen3", "qwen3moe", "gpt-oss"];
+
 pub fn load_architecture(name: &str, file: &GgufFile) -> Result<(Hparams, Box<dyn Architecture>)> {
+    let (hp, arch) = load_by_name(name, file)?;
+    // Every family reads `rope.scaling.*`; one that ignored YaRN would silently compute wrong
+    // positions, so refuse the file instead.
+    if hp.rope_yarn.is_some() && !YARN_ARCHITECTURES.contains(&name) {
+        return Err(ModelError::BadHparam {
+            key: format!("{name}.rope.scaling.type"),
+            reason: format!("YaRN scaling is not supported for {name}"),
+        });
+    }
+    Ok((hp, arch))
+}
+
+fn load_by_name(name: &str, file: &GgufFile) -> Result<(Hparams, Box<dyn Architecture>)> {
     match name {
         "llama" => llama::load(file, &llama::VARIANT),
         "qwen2" => llama::load(file, &qwen2::VARIANT),
