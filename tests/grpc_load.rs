@@ -14,7 +14,7 @@ use tonic::transport::Channel;
 use tonic::Code;
 
 const STREAMS: usize = 64;
-const RUN_FOR: Duration = Duration::from_secs(30);
+const RUN_FOR: Duration = Duration::from_secs(60);
 /// Deadline of the requests still running when the run ends.
 const END_GRACE: Duration = Duration::from_secs(5);
 const CACHE_BYTES: u64 = 32 << 20;
