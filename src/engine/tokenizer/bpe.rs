@@ -1,9 +1,10 @@
 //! Byte-level BPE (`tokenizer.ggml.model = "gpt2"`), merging like llama.cpp's BPE session.
 
+use super::merge;
 use super::pretok::{self, Rule};
 use super::Vocab;
-use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap};
+use std::cmp::Reverse;
+use std::collections::HashMap;
 
 pub(crate) struct Bpe {
     /// `"left right"` → rank (the merge line as stored; the first occurrence wins).
@@ -52,59 +53,9 @@ impl Bpe {
     }
 
     fn word(&self, vocab: &Vocab, word: &str, key: &mut String, out: &mut Vec<u32>) {
-        // Symbols: byte ranges of the word, linked as a list.
-        let mut syms: Vec<Sym> = Vec::new();
-        for (start, ch) in word.char_indices() {
-            let i = syms.len();
-            syms.push(Sym {
-                start,
-                len: ch.len_utf8(),
-                prev: i.checked_sub(1),
-                next: None,
-            });
-            if i > 0 {
-                syms[i - 1].next = Some(i);
-            }
-        }
-        let text = |s: &Sym| &word[s.start..s.start + s.len];
-        let mut queue = BinaryHeap::new();
-        let push =
-            |queue: &mut BinaryHeap<Bigram>, key: &mut String, syms: &[Sym], l: usize, r: usize| {
-                if let Some(rank) = self.rank(key, text(&syms[l]), text(&syms[r])) {
-                    queue.push(Bigram {
-                        rank,
-                        left: l,
-                        right: r,
-                        size: syms[l].len + syms[r].len,
-                    });
-                }
-            };
-        for i in 1..syms.len() {
-            push(&mut queue, key, &syms, i - 1, i);
-        }
-        while let Some(b) = queue.pop() {
-            let (l, r) = (b.left, b.right);
-            // Stale if either side was merged away or changed since the bigram was queued.
-            if syms[l].len == 0 || syms[r].len == 0 || syms[l].len + syms[r].len != b.size {
-                continue;
-            }
-            syms[l].len += syms[r].len;
-            syms[r].len = 0;
-            syms[l].next = syms[r].next;
-            if let Some(n) = syms[r].next {
-                syms[n].prev = Some(l);
-            }
-            if let Some(p) = syms[l].prev {
-                push(&mut queue, key, &syms, p, l);
-            }
-            if let Some(n) = syms[l].next {
-                push(&mut queue, key, &syms, l, n);
-            }
-        }
-        let mut i = if syms.is_empty() { None } else { Some(0) };
-        while let Some(k) = i {
-            let s = &syms[k];
-            let piece = text(s);
+        // Lowest merge rank first.
+        let pieces = merge::merge_pieces(word, |l, r, _| self.rank(key, l, r).map(Reverse));
+        for piece in pieces {
             match vocab.lookup(piece) {
                 Some(id) => out.push(id),
                 None => {
@@ -118,39 +69,6 @@ impl Bpe {
                     }
                 }
             }
-            i = s.next;
         }
     }
 }
-
-struct Sym {
-    start: usize,
-    len: usize,
-    prev: Option<usize>,
-    next: Option<usize>,
-}
-
-/// Lowest rank first; ties go to the leftmost pair.
-struct Bigram {
-    rank: u32,
-    left: usize,
-    right: usize,
-    size: usize,
-}
-
-impl Ord for Bigram {
-    fn cmp(&self, o: &Self) -> Ordering {
-        o.rank.cmp(&self.rank).then(o.left.cmp(&self.left))
-    }
-}
-impl PartialOrd for Bigram {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl PartialEq for Bigram {
-    fn eq(&self, o: &Self) -> bool {
-        self.cmp(o) == Ordering::Equal
-    }
-}
-impl Eq for Bigram {}

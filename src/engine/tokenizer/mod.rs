@@ -17,6 +17,7 @@
 //! token in SPM fallback yields the unknown token (llama.cpp throws).
 
 mod bpe;
+mod merge;
 mod pretok;
 mod spm;
 mod unicode;
