@@ -12,9 +12,7 @@ Tensors are generated, quantized and written one at a time, so memory stays at o
 
 import argparse
 
-import numpy as np
-from gguf import GGMLQuantizationType, GGUFWriter
-from gguf.quants import quantize
+from bench_model_writer import RandomWeights, write_gguf
 
 ARCH = "qwen3moe"
 
@@ -37,54 +35,26 @@ def parse_args():
     return p.parse_args()
 
 
-class Model:
-    """The tensor list (name, ggml shape {ne0, ne1, ...}, kind) and a generator for each."""
-
-    def __init__(self, a):
-        self.a = a
-        self.rng = np.random.default_rng(a.seed)
-        self.mat_type = GGMLQuantizationType[a.type]
-
-    def tensors(self):
-        a = self.a
-        q_dim, kv_dim = a.heads * a.head_dim, a.kv_heads * a.head_dim
-        yield "token_embd.weight", (a.hidden, a.vocab), "matrix"
-        for il in range(a.layers):
-            blk = f"blk.{il}"
-            yield f"{blk}.attn_norm.weight", (a.hidden,), "norm"
-            yield f"{blk}.attn_q.weight", (a.hidden, q_dim), "matrix"
-            yield f"{blk}.attn_k.weight", (a.hidden, kv_dim), "matrix"
-            yield f"{blk}.attn_v.weight", (a.hidden, kv_dim), "matrix"
-            yield f"{blk}.attn_output.weight", (q_dim, a.hidden), "matrix"
-            yield f"{blk}.attn_q_norm.weight", (a.head_dim,), "norm"
-            yield f"{blk}.attn_k_norm.weight", (a.head_dim,), "norm"
-            yield f"{blk}.ffn_norm.weight", (a.hidden,), "norm"
-            yield f"{blk}.ffn_gate_inp.weight", (a.hidden, a.experts), "router"
-            yield f"{blk}.ffn_gate_exps.weight", (a.hidden, a.expert_ffn, a.experts), "matrix"
-            yield f"{blk}.ffn_up_exps.weight", (a.hidden, a.expert_ffn, a.experts), "matrix"
-            yield f"{blk}.ffn_down_exps.weight", (a.expert_ffn, a.hidden, a.experts), "matrix"
-        yield "output_norm.weight", (a.hidden,), "norm"
-        yield "output.weight", (a.hidden, a.vocab), "matrix"
-
-    def ggml_type(self, kind):
-        return self.mat_type if kind == "matrix" else GGMLQuantizationType.F32
-
-    def values(self, shape, kind):
-        """f32 values in numpy order (ggml shape reversed)."""
-        np_shape = tuple(reversed(shape))
-        if kind == "norm":
-            return (1.0 + 0.1 * self.rng.standard_normal(np_shape)).astype(np.float32)
-        std = 0.05 * np.sqrt(256.0 / shape[0])
-        return (std * self.rng.standard_normal(np_shape, dtype=np.float32)).astype(np.float32)
-
-    def encoded(self, shape, kind):
-        v = self.values(shape, kind)
-        ty = self.ggml_type(kind)
-        if ty == GGMLQuantizationType.F32:
-            return v
-        if ty == GGMLQuantizationType.F16:
-            return v.astype(np.float16)
-        return quantize(v, ty)
+def tensors(a):
+    """The tensor list: (name, ggml shape {ne0, ne1, ...}, kind)."""
+    q_dim, kv_dim = a.heads * a.head_dim, a.kv_heads * a.head_dim
+    yield "token_embd.weight", (a.hidden, a.vocab), "matrix"
+    for il in range(a.layers):
+        blk = f"blk.{il}"
+        yield f"{blk}.attn_norm.weight", (a.hidden,), "norm"
+        yield f"{blk}.attn_q.weight", (a.hidden, q_dim), "matrix"
+        yield f"{blk}.attn_k.weight", (a.hidden, kv_dim), "matrix"
+        yield f"{blk}.attn_v.weight", (a.hidden, kv_dim), "matrix"
+        yield f"{blk}.attn_output.weight", (q_dim, a.hidden), "matrix"
+        yield f"{blk}.attn_q_norm.weight", (a.head_dim,), "norm"
+        yield f"{blk}.attn_k_norm.weight", (a.head_dim,), "norm"
+        yield f"{blk}.ffn_norm.weight", (a.hidden,), "norm"
+        yield f"{blk}.ffn_gate_inp.weight", (a.hidden, a.experts), "router"
+        yield f"{blk}.ffn_gate_exps.weight", (a.hidden, a.expert_ffn, a.experts), "matrix"
+        yield f"{blk}.ffn_up_exps.weight", (a.hidden, a.expert_ffn, a.experts), "matrix"
+        yield f"{blk}.ffn_down_exps.weight", (a.expert_ffn, a.hidden, a.experts), "matrix"
+    yield "output_norm.weight", (a.hidden,), "norm"
+    yield "output.weight", (a.hidden, a.vocab), "matrix"
 
 
 def write_metadata(w, a):
@@ -111,35 +81,8 @@ def main():
     a = parse_args()
     if not 0 < a.experts_used <= a.experts:
         raise SystemExit("--experts-used must be in [1, --experts]")
-    m = Model(a)
-    w = GGUFWriter(a.out, ARCH)
-    write_metadata(w, a)
-    specs = list(m.tensors())
-    # The header needs every tensor's byte size first; sizes follow from shape and type.
-    for name, shape, kind in specs:
-        ty = m.ggml_type(kind)
-        block, block_bytes = {
-            GGMLQuantizationType.F32: (1, 4),
-            GGMLQuantizationType.F16: (1, 2),
-            GGMLQuantizationType.Q8_0: (32, 34),
-        }[ty]
-        n_bytes = int(np.prod(shape)) // block * block_bytes
-        # A non-uint8 dtype makes gguf-py take the shape as element counts, not bytes.
-        np_dtype = np.float16 if ty == GGMLQuantizationType.F16 else np.float32
-        w.add_tensor_info(name, tuple(reversed(shape)), np.dtype(np_dtype), n_bytes, raw_dtype=ty)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_ti_data_to_file()
-    total = 0
-    for i, (name, shape, kind) in enumerate(specs):
-        data = m.encoded(shape, kind)
-        total += data.nbytes
-        w.write_tensor_data(data)
-        if i % 12 == 0:
-            print(f"  {i + 1}/{len(specs)} {name} ({total / 2**20:.0f} MiB so far)", flush=True)
-    w.close()
-    print(f"wrote {a.out}: {len(specs)} tensors, {total / 2**20:.0f} MiB of tensor data")
-
+    weights = RandomWeights(a.seed, a.type)
+    write_gguf(a.out, ARCH, lambda w: write_metadata(w, a), tensors(a), weights, progress_every=12)
 
 if __name__ == "__main__":
     main()

@@ -16,9 +16,7 @@ time, so memory stays at one matrix.
 
 import argparse
 
-import numpy as np
-from gguf import GGMLQuantizationType, GGUFWriter
-from gguf.quants import quantize
+from bench_model_writer import RandomWeights, write_gguf
 
 ARCH = "qwen35"
 
@@ -85,39 +83,6 @@ def tensors(a):
     yield "output.weight", (a.hidden, a.vocab), "matrix"
 
 
-class Generator:
-    def __init__(self, a):
-        self.rng = np.random.default_rng(a.seed)
-        self.mat_type = GGMLQuantizationType[a.type]
-
-    def ggml_type(self, kind):
-        return self.mat_type if kind == "matrix" else GGMLQuantizationType.F32
-
-    def values(self, shape, kind):
-        """f32 values in numpy order (ggml shape reversed), scaled like the conformance corpus."""
-        np_shape = tuple(reversed(shape))
-        rng = self.rng
-        if kind == "norm":
-            return (1.0 + 0.1 * rng.standard_normal(np_shape)).astype(np.float32)
-        if kind == "ssm_a":
-            return (-np.exp(rng.uniform(-1.0, 1.5, np_shape))).astype(np.float32)
-        if kind == "dt_bias":
-            return rng.uniform(-3.0, -1.0, np_shape).astype(np.float32)
-        if kind == "conv":
-            return (0.3 * rng.standard_normal(np_shape)).astype(np.float32)
-        std = 0.05 * np.sqrt(256.0 / shape[0])
-        return (std * rng.standard_normal(np_shape, dtype=np.float32)).astype(np.float32)
-
-    def encoded(self, shape, kind):
-        v = self.values(shape, kind)
-        ty = self.ggml_type(kind)
-        if ty == GGMLQuantizationType.F32:
-            return v
-        if ty == GGMLQuantizationType.F16:
-            return v.astype(np.float16)
-        return quantize(v, ty)
-
-
 def write_metadata(w, a):
     w.add_name("bench-qwen35")
     w.add_uint32(f"{ARCH}.vocab_size", a.vocab)
@@ -149,34 +114,8 @@ def main():
         raise SystemExit("--linear-k-heads must divide --linear-v-heads")
     if a.heads % a.kv_heads != 0:
         raise SystemExit("--kv-heads must divide --heads")
-    g = Generator(a)
-    w = GGUFWriter(a.out, ARCH)
-    write_metadata(w, a)
-    specs = list(tensors(a))
-    # The header needs every tensor's byte size before any data; sizes follow from shape and type.
-    for name, shape, kind in specs:
-        ty = g.ggml_type(kind)
-        block, block_bytes = {
-            GGMLQuantizationType.F32: (1, 4),
-            GGMLQuantizationType.F16: (1, 2),
-            GGMLQuantizationType.Q8_0: (32, 34),
-        }[ty]
-        n_bytes = int(np.prod(shape)) // block * block_bytes
-        np_dtype = np.float16 if ty == GGMLQuantizationType.F16 else np.float32
-        w.add_tensor_info(name, tuple(reversed(shape)), np.dtype(np_dtype), n_bytes, raw_dtype=ty)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_ti_data_to_file()
-    total = 0
-    for i, (name, shape, kind) in enumerate(specs):
-        data = g.encoded(shape, kind)
-        total += data.nbytes
-        w.write_tensor_data(data)
-        if i % 20 == 0:
-            print(f"  {i + 1}/{len(specs)} {name} ({total / 2**20:.0f} MiB so far)", flush=True)
-    w.close()
-    print(f"wrote {a.out}: {len(specs)} tensors, {total / 2**20:.0f} MiB of tensor data")
-
+    weights = RandomWeights(a.seed, a.type)
+    write_gguf(a.out, ARCH, lambda w: write_metadata(w, a), tensors(a), weights)
 
 if __name__ == "__main__":
     main()
