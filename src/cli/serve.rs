@@ -32,13 +32,17 @@ pub struct ServeArgs {
 }
 
 pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // journald (or any pipe) shows escape codes literally.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
+    let config_path = args.config.clone();
     let mut config = match &args.config {
         Some(path) => Config::from_file(path)?,
         None => Config::default(),
@@ -70,5 +74,5 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_threads(&ThreadArgs {
         threads: config.threads,
     })?;
-    crate::server::run(config, args.ready_file)
+    crate::server::run(config, args.ready_file, config_path)
 }

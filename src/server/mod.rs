@@ -10,6 +10,7 @@ mod deadline;
 mod inference;
 mod models;
 mod registry;
+pub mod systemd;
 
 /// The generated messages, clients and servers of `ggufd.v1`.
 #[allow(clippy::all)]
@@ -43,16 +44,24 @@ const TOKIO_WORKERS: usize = 2;
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// Runs the daemon until SIGTERM / SIGINT, then drains. `ready_file`, if given, receives the
-/// bound addresses (one per line) once every model is loaded.
-pub fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
+/// bound addresses (one per line) once every model is loaded and warmed up. Under systemd it
+/// speaks sd_notify (see [`systemd`]) and serves the sockets systemd passed instead of
+/// `config.listen`; SIGHUP re-reads `config_path`.
+pub fn run(
+    config: Config,
+    ready_file: Option<PathBuf>,
+    config_path: Option<PathBuf>,
+) -> anyhow::Result<()> {
     config.validate()?;
+    // Before the runtime starts any thread: this edits the environment.
+    let inherited = systemd::take_listen_fds()?;
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(TOKIO_WORKERS)
         .thread_name("ggufd-io")
         .enable_all()
         .build()
         .context("cannot start the async runtime")?
-        .block_on(serve(config, ready_file))
+        .block_on(serve(config, ready_file, config_path, inherited))
 }
 
 fn tls_config(config: &Config) -> anyhow::Result<Option<ServerTlsConfig>> {
@@ -72,7 +81,8 @@ fn tls_config(config: &Config) -> anyhow::Result<Option<ServerTlsConfig>> {
 
 enum Listener {
     Tcp(TcpListener),
-    Unix(UnixListener, PathBuf),
+    /// The socket file to remove at exit (none for a socket systemd owns).
+    Unix(UnixListener, Option<PathBuf>),
 }
 
 async fn bind(addr: &ListenAddr) -> anyhow::Result<(Listener, String)> {
@@ -94,7 +104,7 @@ async fn bind(addr: &ListenAddr) -> anyhow::Result<(Listener, String)> {
             let l = UnixListener::bind(path)
                 .with_context(|| format!("cannot listen on unix:{}", path.display()))?;
             Ok((
-                Listener::Unix(l, path.clone()),
+                Listener::Unix(l, Some(path.clone())),
                 format!("unix:{}", path.display()),
             ))
         }
@@ -135,7 +145,32 @@ async fn set_health(reporter: &tonic_health::server::HealthReporter, status: Ser
     }
 }
 
-async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
+fn adopt(inherited: systemd::Inherited) -> anyhow::Result<(Listener, String)> {
+    Ok(match inherited {
+        systemd::Inherited::Tcp(l, name) => {
+            let bound = l.local_addr()?.to_string();
+            tracing::info!("socket activation: {name} is {bound}");
+            (Listener::Tcp(TcpListener::from_std(l)?), bound)
+        }
+        systemd::Inherited::Unix(l, name) => {
+            let bound = match l.local_addr()?.as_pathname() {
+                Some(p) => format!("unix:{}", p.display()),
+                None => format!("unix:({name})"),
+            };
+            tracing::info!("socket activation: {name} is {bound}");
+            (Listener::Unix(UnixListener::from_std(l)?, None), bound)
+        }
+    })
+}
+
+async fn serve(
+    config: Config,
+    ready_file: Option<PathBuf>,
+    config_path: Option<PathBuf>,
+    inherited: Vec<systemd::Inherited>,
+) -> anyhow::Result<()> {
+    let notifier = Arc::new(systemd::Notifier::from_env());
+    notifier.status("starting");
     let tls = tls_config(&config)?;
     let token = config.auth_token()?;
     let limits = config.limits.clone();
@@ -174,8 +209,20 @@ async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()
     let mut servers = tokio::task::JoinSet::new();
     let mut bound = Vec::new();
     let mut socket_files = Vec::new();
-    for addr in config.listen_addrs()? {
-        let (listener, name) = bind(&addr).await?;
+    let mut listeners = Vec::new();
+    if inherited.is_empty() {
+        for addr in config.listen_addrs()? {
+            listeners.push(bind(&addr).await?);
+        }
+    } else {
+        if !config.listen.is_empty() {
+            tracing::info!("socket-activated: the configured listen addresses are not used");
+        }
+        for i in inherited {
+            listeners.push(adopt(i)?);
+        }
+    }
+    for (listener, name) in listeners {
         println!("ggufd: listening on {name}");
         match listener {
             Listener::Tcp(l) => {
@@ -203,7 +250,7 @@ async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()
                 ));
             }
             Listener::Unix(l, path) => {
-                socket_files.push(path);
+                socket_files.extend(path);
                 let incoming = UnixListenerStream::new(l);
                 servers.spawn(serve_incoming(
                     server.clone(),
@@ -216,6 +263,7 @@ async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()
         bound.push(name);
     }
 
+    notifier.status(&format!("loading {} model(s)", config.models.len()));
     let model_configs = config.models.clone();
     let scheduler_config = config.scheduler.scheduler_config();
     let loaded = tokio::task::spawn_blocking(move || {
@@ -226,6 +274,29 @@ async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()
     for m in &loaded {
         tracing::info!(model = %m.name, arch = %m.card.architecture, n_ctx = m.model.n_ctx, "model ready");
     }
+    for m in &loaded {
+        notifier.status(&format!("warming up {}", m.name));
+        warm_up(m)
+            .await
+            .with_context(|| format!("the warm-up pass of model {} failed", m.name))?;
+    }
+    let serving_status = format!(
+        "serving {} on {}",
+        loaded
+            .iter()
+            .map(|m| format!(
+                "{} ({}, ctx {})",
+                m.name, m.card.architecture, m.model.n_ctx
+            ))
+            .collect::<Vec<_>>()
+            .join(", "),
+        bound.join(", ")
+    );
+    // Handlers go in before anyone is told we are ready: a SIGHUP or SIGTERM sent right after
+    // READY=1 must reach them, not the default action (which would kill the process).
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     daemon.set_models(loaded);
     set_health(&health, ServingStatus::Serving).await;
     if let Some(path) = &ready_file {
@@ -234,13 +305,28 @@ async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()
             .with_context(|| format!("cannot write the ready file {}", path.display()))?;
     }
     tracing::info!("serving");
+    notifier.notify(&format!("READY=1\nSTATUS={serving_status}"));
+    let watchdog = notifier
+        .watchdog()
+        .map(|timeout| tokio::spawn(watchdog_loop(notifier.clone(), daemon.clone(), timeout)));
 
-    tokio::select! {
-        () = shutdown_signal() => {}
-        Some(ended) = servers.join_next() => {
-            // A server only stops on its own when its listener fails.
-            ended.context("a server task failed")?.context("a server failed")?;
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+            Some(ended) = servers.join_next() => {
+                // A server only stops on its own when its listener fails.
+                ended.context("a server task failed")?.context("a server failed")?;
+                break;
+            }
+            Some(()) = hangup.recv() => {
+                reload(&notifier, config_path.as_deref(), &config, &serving_status);
+            }
         }
+    }
+    notifier.notify("STOPPING=1\nSTATUS=draining");
+    if let Some(w) = watchdog {
+        w.abort();
     }
     tracing::info!("draining");
     daemon.start_draining();
@@ -265,17 +351,119 @@ async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()
     Ok(())
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+/// One forward pass per model before READY=1, so the first request does not pay for page faults
+/// and a model that cannot run is a start-up failure rather than a failed request.
+async fn warm_up(m: &registry::ServedModel) -> anyhow::Result<()> {
+    use crate::engine::scheduler::{CancelFlag, Event, Job};
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let prompt = m
+        .tokenizer
+        .bos()
+        .map(|b| vec![b])
+        .unwrap_or_else(|| m.tokenizer.encode("Hello", false, false));
+    let prompt = if prompt.is_empty() { vec![0] } else { prompt };
+    m.scheduler.submit(Job {
+        prompt,
+        max_tokens: 1,
+        sampling: Default::default(),
+        stop: Vec::new(),
+        session_id: None,
+        cancel: CancelFlag::default(),
+        events: tx,
+    })?;
+    while let Some(event) = rx.recv().await {
+        match event {
+            Event::Delta { .. } => {}
+            Event::Done(_) => return Ok(()),
+            Event::Failed(e) => anyhow::bail!("{e}"),
         }
     }
+    anyhow::bail!("the scheduler stopped")
+}
+
+/// Whether every model's scheduler thread is going round its loop: a job cancelled before it is
+/// sent costs no compute and is answered at the scheduler's next turn, so a thread stuck in a
+/// forward pass (or dead) leaves it unanswered.
+async fn schedulers_alive(daemon: &Daemon, timeout: Duration) -> bool {
+    use crate::engine::scheduler::{CancelFlag, Job};
+    let Ok(models) = daemon.models() else {
+        return false;
+    };
+    for m in models {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let cancel = CancelFlag::default();
+        cancel.cancel();
+        let probe = Job {
+            prompt: vec![0],
+            max_tokens: 0,
+            sampling: Default::default(),
+            stop: Vec::new(),
+            session_id: None,
+            cancel,
+            events: tx,
+        };
+        if let Err(e) = m.scheduler.submit(probe) {
+            tracing::warn!(model = %m.name, "watchdog probe not accepted: {e}");
+            return false;
+        }
+        if !matches!(tokio::time::timeout(timeout, rx.recv()).await, Ok(Some(_))) {
+            tracing::warn!(model = %m.name, "scheduler did not answer the watchdog probe");
+            return false;
+        }
+    }
+    true
+}
+
+/// Pings WATCHDOG=1 at half the timeout, only after every scheduler answered a probe.
+async fn watchdog_loop(notifier: Arc<systemd::Notifier>, daemon: Arc<Daemon>, timeout: Duration) {
+    let period = timeout / 2;
+    loop {
+        if schedulers_alive(&daemon, period / 2).await {
+            notifier.notify("WATCHDOG=1");
+        }
+        tokio::time::sleep(period).await;
+    }
+}
+
+fn monotonic_usec() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000
+}
+
+/// SIGHUP: re-reads and checks the config file and reports what would change. Models and
+/// listeners are not swapped while running (yet): a change to them needs a restart.
+fn reload(notifier: &systemd::Notifier, path: Option<&Path>, running: &Config, serving: &str) {
+    notifier.notify(&format!(
+        "RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=reloading",
+        monotonic_usec()
+    ));
+    let report = match path {
+        None => "reload: no config file (started without --config); nothing to re-read".into(),
+        Some(path) => match Config::from_file(path).and_then(|c| c.validate().map(|()| c)) {
+            Err(e) => {
+                tracing::error!("reload: {e:#}; keeping the running config");
+                format!("reload failed, keeping the running config: {e:#}")
+            }
+            Ok(new) => {
+                let models = |c: &Config| {
+                    c.models
+                        .iter()
+                        .map(|m| format!("{:?}", (&m.path, &m.name, m.ctx_size)))
+                        .collect::<Vec<_>>()
+                };
+                if models(&new) != models(running) || new.listen != running.listen {
+                    "config re-read: model or listen changes take effect after a restart".into()
+                } else {
+                    "config re-read: no model or listen change".into()
+                }
+            }
+        },
+    };
+    tracing::info!("{report}");
+    notifier.notify(&format!("READY=1\nSTATUS={serving}; {report}"));
 }
