@@ -99,23 +99,31 @@ fn write_config(dir: &TempDir, model: &Path, listen: &str, extra: &str) -> std::
     path
 }
 
+/// `ggufd serve --config CONFIG` reporting to `notify`'s socket; `extra` adds environment or
+/// redirections.
+fn serve_notified(
+    config: &std::path::Path,
+    notify: &Notify,
+    extra: impl FnOnce(&mut Command) -> &mut Command,
+) -> Guard {
+    let mut cmd = Command::new(common::ggufd());
+    cmd.args(["serve", "--config"])
+        .arg(config)
+        .env("NOTIFY_SOCKET", &notify.path)
+        .stdout(Stdio::null());
+    extra(&mut cmd);
+    Guard(cmd.spawn().unwrap())
+}
+
 #[test]
 fn notify_ready_status_watchdog_reload_and_stopping() {
     let Some(model) = smollm() else { return };
     let dir = TempDir::new("sd-notify");
     let config = write_config(&dir, &model, "127.0.0.1:0", "");
     let mut notify = Notify::bind(&dir);
-    let mut child = Guard(
-        Command::new(common::ggufd())
-            .args(["serve", "--config"])
-            .arg(&config)
-            .env("NOTIFY_SOCKET", &notify.path)
-            .env("WATCHDOG_USEC", "1000000")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut child = serve_notified(&config, &notify, |c| {
+        c.env("WATCHDOG_USEC", "1000000").env("RUST_LOG", "warn")
+    });
     let ready = notify.expect("READY=1", Duration::from_secs(20), &mut child);
     assert!(
         ready.contains("STATUS=serving smol (llama"),
@@ -160,17 +168,9 @@ fn a_broken_config_on_reload_keeps_serving() {
     let dir = TempDir::new("sd-badreload");
     let config = write_config(&dir, &model, "127.0.0.1:0", "");
     let mut notify = Notify::bind(&dir);
-    let mut child = Guard(
-        Command::new(common::ggufd())
-            .args(["serve", "--config"])
-            .arg(&config)
-            .env("NOTIFY_SOCKET", &notify.path)
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut child = serve_notified(&config, &notify, |c| {
+        c.env("RUST_LOG", "error").stderr(Stdio::null())
+    });
     notify.expect("READY=1", Duration::from_secs(20), &mut child);
     std::fs::write(&config, "lisen = 3\n").unwrap();
     child.signal(libc::SIGHUP);
