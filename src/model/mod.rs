@@ -114,7 +114,9 @@ impl Model {
                 });
             }
         }
-        Ok(self.arch.forward(batch))
+        Ok(crate::kernels::threads::on_compute_pool(|| {
+            self.arch.forward(batch)
+        }))
     }
 
     pub fn card(&self) -> ModelCard {
