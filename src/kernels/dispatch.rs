@@ -17,10 +17,14 @@ pub enum Isa {
     Portable,
     /// x86-64 AVX2 + FMA (+F16C).
     Avx2,
+    /// x86-64 AVX-512 F/BW/VL with VNNI (`vpdpbusd`), on top of AVX2 (Zen 4, Ice Lake and later).
+    Avx512Vnni,
     /// aarch64 NEON without the dot-product extension (Cortex-A72, Raspberry Pi 4).
     Neon,
     /// aarch64 NEON with `sdot` (Cortex-A76, Raspberry Pi 5, and later).
     NeonDotprod,
+    /// aarch64 NEON with `sdot` and the int8 matrix multiply `smmla` (Armv8.6 cores).
+    NeonI8mm,
 }
 
 impl Isa {
@@ -28,8 +32,10 @@ impl Isa {
         match self {
             Isa::Portable => "portable",
             Isa::Avx2 => "avx2",
+            Isa::Avx512Vnni => "avx512vnni",
             Isa::Neon => "neon",
             Isa::NeonDotprod => "neon+dotprod",
+            Isa::NeonI8mm => "neon+dotprod+i8mm",
         }
     }
 }
@@ -39,12 +45,20 @@ pub fn detect() -> Isa {
     #[cfg(target_arch = "x86_64")]
     {
         if super::x86::avx2_available() {
-            return Isa::Avx2;
+            let avx512 = is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512vl")
+                && is_x86_feature_detected!("avx512vnni");
+            return if avx512 { Isa::Avx512Vnni } else { Isa::Avx2 };
         }
     }
     #[cfg(target_arch = "aarch64")]
     {
-        if std::arch::is_aarch64_feature_detected!("dotprod") {
+        use std::arch::is_aarch64_feature_detected;
+        if is_aarch64_feature_detected!("dotprod") {
+            if is_aarch64_feature_detected!("i8mm") {
+                return Isa::NeonI8mm;
+            }
             return Isa::NeonDotprod;
         }
         return Isa::Neon;
@@ -62,27 +76,29 @@ pub fn selected() -> Isa {
     })
 }
 
-/// The kernel of `ty` for `isa`, if that level has a dedicated one.
+/// The kernel of `ty` for `isa`, with its implementation's name, if that level has one.
 fn special_vec_dot(isa: Isa, ty: GgmlType) -> Option<(VecDot, &'static str)> {
     match isa {
+        Isa::Portable => None,
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => super::x86::avx2_vec_dot(ty).map(|f| (f, "avx2")),
-        _ => {
-            let _ = ty;
-            None
-        }
+        _ => super::x86::vec_dot(isa, ty),
+        #[cfg(target_arch = "aarch64")]
+        _ => super::aarch64::vec_dot(isa, ty),
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+        _ => None,
     }
 }
 
 /// The four-row kernel of `ty` for `isa`, if any.
 fn special_vec_dot4(isa: Isa, ty: GgmlType) -> Option<VecDot4> {
     match isa {
+        Isa::Portable => None,
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => super::x86::avx2_vec_dot4(ty),
-        _ => {
-            let _ = ty;
-            None
-        }
+        _ => super::x86::vec_dot4(isa, ty),
+        #[cfg(target_arch = "aarch64")]
+        _ => super::aarch64::vec_dot4(isa, ty),
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+        _ => None,
     }
 }
 
@@ -106,24 +122,21 @@ pub(super) fn table() -> &'static [TypeKernels] {
     })
 }
 
-/// One line naming the selected kernels, for `inspect` and `bench`: the level, then which
-/// weight types have dedicated kernels at that level (the rest use the portable ones).
+/// One line naming the selected kernels, for `inspect` and `bench`: the CPU's level, then
+/// which implementation each weight type runs, grouped (e.g. `avx2: Q4_0 Q5_0; portable: F32`).
 pub fn summary() -> String {
-    let special: Vec<String> = table()
-        .iter()
-        .filter(|k| k.imp != "portable")
-        .map(|k| k.ty.to_string())
-        .collect();
-    let isa = selected();
-    if special.is_empty() {
-        format!("kernels: {} (all portable)", isa.name())
-    } else {
-        format!(
-            "kernels: {} for {}; portable for the rest",
-            isa.name(),
-            special.join(" ")
-        )
+    let mut groups: Vec<(&str, Vec<String>)> = Vec::new();
+    for k in table() {
+        match groups.iter_mut().find(|(imp, _)| *imp == k.imp) {
+            Some((_, types)) => types.push(k.ty.to_string()),
+            None => groups.push((k.imp, vec![k.ty.to_string()])),
+        }
     }
+    let groups: Vec<String> = groups
+        .into_iter()
+        .map(|(imp, types)| format!("{imp}: {}", types.join(" ")))
+        .collect();
+    format!("kernels: {} ({})", selected().name(), groups.join("; "))
 }
 
 #[cfg(test)]
@@ -141,11 +154,12 @@ mod tests {
     }
 
     /// Under qemu (`../shared/tools/arm-test.sh` exports ARM_QEMU_CPU) the dispatcher must pick
-    /// the dotprod path on `max` / `cortex-a76` and plain NEON on `cortex-a72`.
+    /// the i8mm path on `max`, dotprod on `cortex-a76` and plain NEON on `cortex-a72`.
     #[test]
     fn dispatch_matches_the_emulated_cpu() {
         let want = match std::env::var("ARM_QEMU_CPU").as_deref() {
-            Ok("max") | Ok("cortex-a76") => Isa::NeonDotprod,
+            Ok("max") => Isa::NeonI8mm,
+            Ok("cortex-a76") => Isa::NeonDotprod,
             Ok("cortex-a72") | Ok("cortex-a53") => Isa::Neon,
             _ => {
                 eprintln!(

@@ -4,6 +4,8 @@
 //! Each weight type has a scalar reference implementation; faster versions of the same function
 //! must agree with it (see the tests next to each format).
 
+#[cfg(target_arch = "aarch64")]
+pub mod aarch64;
 pub mod block;
 pub mod dispatch;
 pub mod matmul;

@@ -34,15 +34,17 @@ pub fn avx2_available() -> bool {
         && is_x86_feature_detected!("f16c")
 }
 
+use crate::kernels::dispatch::Isa;
 use crate::kernels::{VecDot, VecDot4};
 
-/// The AVX2 `vec_dot` of a weight type, if there is one. Returns `None` unless
-/// [`avx2_available`]: the wrappers handed out here are only sound on such a CPU.
-pub fn avx2_vec_dot(ty: GgmlType) -> Option<VecDot> {
-    if !avx2_available() {
+/// The fastest `vec_dot` of a weight type at level `isa` (AVX2 or above), with its name, if
+/// there is one. Returns `None` unless [`avx2_available`]: the wrappers handed out here are
+/// only sound on such a CPU.
+pub fn vec_dot(isa: Isa, ty: GgmlType) -> Option<(VecDot, &'static str)> {
+    if !matches!(isa, Isa::Avx2 | Isa::Avx512Vnni) || !avx2_available() {
         return None;
     }
-    Some(match ty {
+    let f: VecDot = match ty {
         GgmlType::Q4_0 => q4_0,
         GgmlType::Q4_1 => q4_1,
         GgmlType::Q5_0 => q5_0,
@@ -53,13 +55,14 @@ pub fn avx2_vec_dot(ty: GgmlType) -> Option<VecDot> {
         GgmlType::Q6_K => q6_k,
         GgmlType::IQ4_XS => iq4_xs,
         _ => return None,
-    })
+    };
+    Some((f, "avx2"))
 }
 
-/// The AVX2 four-row `vec_dot4` of a weight type, if there is one (same contract as
-/// [`avx2_vec_dot`]).
-pub fn avx2_vec_dot4(ty: GgmlType) -> Option<VecDot4> {
-    if !avx2_available() {
+/// The fastest four-row `vec_dot4` of a weight type at level `isa`, if there is one (same
+/// contract as [`vec_dot`]).
+pub fn vec_dot4(isa: Isa, ty: GgmlType) -> Option<VecDot4> {
+    if !matches!(isa, Isa::Avx2 | Isa::Avx512Vnni) || !avx2_available() {
         return None;
     }
     Some(match ty {
@@ -81,7 +84,7 @@ macro_rules! entry4 {
             let a = a.map(|a| blocks::<$a>(a));
             assert!(a.iter().all(|a| a.len() == w.len()), "activation rows");
             let _ = n;
-            // SAFETY: only handed out by `avx2_vec_dot4`, after AVX2, FMA and F16C were
+            // SAFETY: only handed out by `vec_dot4`, after AVX2, FMA and F16C were
             // detected on this CPU.
             *out = unsafe { $row4(w, a) };
         }
@@ -95,14 +98,14 @@ entry4!(q8_0_x4, q8_0_row4, BlockQ8_0, BlockQ8_0);
 entry4!(q4_k_x4, q4_k_row4, BlockQ4K, BlockQ8K);
 entry4!(q6_k_x4, q6_k_row4, BlockQ6K, BlockQ8K);
 
-/// Safe entry points: each is only reachable through [`avx2_vec_dot`], which checked the CPU.
+/// Safe entry points: each is only reachable through [`vec_dot`], which checked the CPU.
 macro_rules! entry {
     ($name:ident, $row:ident, $w:ty, $a:ty) => {
         fn $name(n: usize, w: &[u8], a: &[u8]) -> f32 {
             let (w, a) = (blocks::<$w>(w), blocks::<$a>(a));
             assert_eq!(a.len(), w.len(), "activation row");
             let _ = n;
-            // SAFETY: this function is only handed out by `avx2_vec_dot`, after AVX2, FMA and
+            // SAFETY: this function is only handed out by `vec_dot`, after AVX2, FMA and
             // F16C were detected on this CPU.
             unsafe { $row(w, a) }
         }
@@ -638,7 +641,7 @@ mod tests {
             T::Q6_K,
             T::IQ4_XS,
         ] {
-            let fast = avx2_vec_dot(ty).expect("an AVX2 kernel");
+            let fast = vec_dot(Isa::Avx2, ty).expect("an AVX2 kernel").0;
             let act_ty = portable_kernels(ty).unwrap().act_ty;
             let scalar = crate::kernels::scalar_vec_dot(ty).unwrap();
             let bs = ty.block_size();
@@ -755,7 +758,10 @@ mod tests {
             T::Q4_K,
             T::Q6_K,
         ] {
-            let (one, four) = (avx2_vec_dot(ty).unwrap(), avx2_vec_dot4(ty).unwrap());
+            let (one, four) = (
+                vec_dot(Isa::Avx2, ty).unwrap().0,
+                vec_dot4(Isa::Avx2, ty).unwrap(),
+            );
             let act_ty = portable_kernels(ty).unwrap().act_ty;
             let n = 2 * QK_K;
             for w in weight_rows(&mut rng, ty, n / ty.block_size()) {
