@@ -89,7 +89,10 @@ fn vec_dot(c: &mut Criterion) {
         let selected = kernels(ty).expect("a weight type");
         let candidates = [
             (selected.imp, selected.vec_dot),
-            ("portable", portable_kernels(ty).expect("a weight type").vec_dot),
+            (
+                "portable",
+                portable_kernels(ty).expect("a weight type").vec_dot,
+            ),
             ("scalar", scalar_vec_dot(ty).expect("a weight type")),
         ];
         let mut group = c.benchmark_group(format!("vec_dot/{ty}"));
@@ -113,7 +116,12 @@ fn matmuls(c: &mut Criterion) {
         .build_global()
         .ok();
     let mut rng = Rng(0x2545_F491_4F6C_DD1D);
-    for ty in [GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q4_K, GgmlType::Q6_K] {
+    for ty in [
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q4_K,
+        GgmlType::Q6_K,
+    ] {
         let w = weights(&mut rng, ty, N_IN, N_OUT);
         let mat = MatRef {
             ty,
