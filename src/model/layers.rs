@@ -5,8 +5,10 @@
 //! built by repeated multiplication, GELU through an f16 table).
 
 use super::batch::Batch;
+use crate::kernels::quants::float::dot_f32;
 use half::f16;
 use rayon::prelude::*;
+use std::sync::OnceLock;
 
 /// `x / sqrt(mean(x²) + eps) * w` for every row of `x` (width `w.len()`).
 pub fn rms_norm(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
@@ -56,19 +58,27 @@ pub fn sigmoid(x: f32) -> f32 {
 }
 
 /// tanh-approximated GELU evaluated the way ggml's CPU backend does: the input is rounded to f16
-/// and the result is read from an f16 table, which we reproduce by rounding twice.
+/// and the result is read from a table of f16 results, one per f16 input, built here the same way.
 pub fn gelu_ggml(x: f32) -> f32 {
-    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
-    const GELU_COEF_A: f32 = 0.044715;
     if x <= -10.0 {
         return 0.0;
     }
     if x >= 10.0 {
         return x;
     }
-    let h = f16::from_f32(x).to_f32();
-    let g = 0.5 * h * (1.0 + (SQRT_2_OVER_PI * h * (1.0 + GELU_COEF_A * h * h)).tanh());
-    f16::from_f32(g).to_f32()
+    static TABLE: OnceLock<Vec<f16>> = OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+        const GELU_COEF_A: f32 = 0.044715;
+        (0..=u16::MAX)
+            .map(|bits| {
+                let h = f16::from_bits(bits).to_f32();
+                let g = 0.5 * h * (1.0 + (SQRT_2_OVER_PI * h * (1.0 + GELU_COEF_A * h * h)).tanh());
+                f16::from_f32(g)
+            })
+            .collect()
+    });
+    table[usize::from(f16::from_f32(x).to_bits())].to_f32()
 }
 
 /// `act(gate) * up` for every element; `gate` and `up` are `[n_tok, n_ff]`.
@@ -268,7 +278,7 @@ pub fn causal_attention_with_sinks(
                     let qh = &q_row[h * hd..(h + 1) * hd];
                     for (j, s) in scores.iter_mut().enumerate() {
                         let kr = &keys[(first + j) * kv_width + kvh * hd..][..hd];
-                        *s = dot(qh, kr) * shape.scale;
+                        *s = dot_f32(qh, kr) * shape.scale;
                     }
                     match sinks {
                         None => softmax_in_place(&mut scores),
@@ -287,10 +297,6 @@ pub fn causal_attention_with_sinks(
         row0 += n;
     }
     out
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 /// Numerically stable softmax with an f64 normaliser, as ggml's soft_max.

@@ -75,16 +75,34 @@ const STEP: usize = 32;
 pub fn vec_dot<E: Element>(n: usize, w: &[u8], a: &[u8]) -> f32 {
     let (w, a) = (blocks::<E>(w), blocks::<E>(a));
     debug_assert!(w.len() == n && a.len() == n);
+    lane_dot(w, a, E::lanes, E::to_f32)
+}
+
+/// `Σ x_i y_i` of two f32 slices of equal length, summed as [`vec_dot`] sums (attention's q·k).
+pub fn dot_f32(x: &[f32], y: &[f32]) -> f32 {
+    debug_assert_eq!(x.len(), y.len());
+    lane_dot(x, y, |c| f32x8::new(*c), |v| v)
+}
+
+/// The body of [`vec_dot`] and [`dot_f32`]: `lanes` widens eight elements, `to_f32` one.
+#[inline(always)]
+fn lane_dot<T: Copy>(
+    w: &[T],
+    a: &[T],
+    lanes: impl Fn(&[T; 8]) -> f32x8,
+    to_f32: impl Fn(T) -> f32,
+) -> f32 {
+    let n = w.len().min(a.len());
     let mut acc = [f32x8::splat(0.0); 4];
-    for (wc, ac) in arrays::<E, STEP>(w).zip(arrays::<E, STEP>(a)) {
-        let (w8, a8) = (arrays::<E, 8>(wc), arrays::<E, 8>(ac));
+    for (wc, ac) in arrays::<T, STEP>(w).zip(arrays::<T, STEP>(a)) {
+        let (w8, a8) = (arrays::<T, 8>(wc), arrays::<T, 8>(ac));
         for ((acc, w8), a8) in acc.iter_mut().zip(w8).zip(a8) {
-            *acc = E::lanes(w8).mul_add(E::lanes(a8), *acc);
+            *acc = lanes(w8).mul_add(lanes(a8), *acc);
         }
     }
     let mut sum = ((acc[0] + acc[1]) + (acc[2] + acc[3])).reduce_add();
     for (&w, &a) in w.iter().zip(a).skip(n - n % STEP) {
-        sum += w.to_f32() * a.to_f32();
+        sum += to_f32(w) * to_f32(a);
     }
     sum
 }
