@@ -8,7 +8,14 @@ use std::collections::BTreeMap;
 pub type MetaValue = Value;
 
 pub struct Metadata {
-    kv: BTreeMap<String, Value>,
+    kv: Source,
+}
+
+/// Where the key/value map lives. A parsed header keeps its own map: gguf-rs only lends it
+/// out, and a copy would double the peak memory of a 150k-token vocabulary (tens of MiB).
+enum Source {
+    Map(BTreeMap<String, Value>),
+    Header(Box<gguf_rs::GGUFModel>),
 }
 
 fn kind(v: &Value) -> String {
@@ -46,19 +53,35 @@ fn as_f32(key: &str, v: &Value) -> Result<f32> {
 
 impl Metadata {
     pub fn from_json(kv: BTreeMap<String, Value>) -> Metadata {
-        Metadata { kv }
+        Metadata {
+            kv: Source::Map(kv),
+        }
+    }
+
+    /// The metadata of a parsed header, kept inside it.
+    pub fn from_header(header: gguf_rs::GGUFModel) -> Metadata {
+        Metadata {
+            kv: Source::Header(Box::new(header)),
+        }
+    }
+
+    fn map(&self) -> &BTreeMap<String, Value> {
+        match &self.kv {
+            Source::Map(kv) => kv,
+            Source::Header(header) => header.metadata(),
+        }
     }
 
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.kv.get(key)
+        self.map().get(key)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&String, &Value)> {
-        self.kv.iter()
+        self.map().iter()
     }
 
     fn require(&self, key: &str) -> Result<&Value> {
-        self.kv
+        self.map()
             .get(key)
             .ok_or_else(|| GgufError::MissingKey(key.to_string()))
     }
@@ -68,7 +91,7 @@ impl Metadata {
     }
 
     pub fn opt_u32(&self, key: &str) -> Result<Option<u32>> {
-        self.kv.get(key).map(|v| as_u32(key, v)).transpose()
+        self.get(key).map(|v| as_u32(key, v)).transpose()
     }
 
     pub fn f32(&self, key: &str) -> Result<f32> {
@@ -76,11 +99,11 @@ impl Metadata {
     }
 
     pub fn opt_f32(&self, key: &str) -> Result<Option<f32>> {
-        self.kv.get(key).map(|v| as_f32(key, v)).transpose()
+        self.get(key).map(|v| as_f32(key, v)).transpose()
     }
 
     pub fn opt_bool(&self, key: &str) -> Result<Option<bool>> {
-        self.kv
+        self.map()
             .get(key)
             .map(|v| v.as_bool().ok_or_else(|| wrong(key, "bool", v)))
             .transpose()
@@ -92,14 +115,14 @@ impl Metadata {
     }
 
     pub fn opt_str(&self, key: &str) -> Result<Option<&str>> {
-        self.kv
+        self.map()
             .get(key)
             .map(|v| v.as_str().ok_or_else(|| wrong(key, "string", v)))
             .transpose()
     }
 
     pub fn opt_array(&self, key: &str) -> Result<Option<&[Value]>> {
-        self.kv
+        self.map()
             .get(key)
             .map(|v| {
                 v.as_array()
@@ -141,7 +164,7 @@ impl Metadata {
 
     /// A hyper-parameter that may be one number for every layer or an array with one per layer.
     pub fn u32_per_layer(&self, key: &str, n_layer: usize) -> Result<Option<Vec<u32>>> {
-        let Some(v) = self.kv.get(key) else {
+        let Some(v) = self.get(key) else {
             return Ok(None);
         };
         match v {

@@ -200,7 +200,6 @@ impl GgufFile {
             path: path.clone(),
             reason,
         })?;
-        let metadata = Metadata::from_json(header.metadata().clone());
         let data_offset = header.data_offset();
         let alignment = header.alignment();
         let mut tensors = Vec::with_capacity(header.tensors().len());
@@ -218,7 +217,7 @@ impl GgufFile {
         Ok(GgufFile {
             path,
             version: header.get_version(),
-            metadata,
+            metadata: Metadata::from_header(header),
             tensors,
             by_name,
             map: Arc::new(map),
