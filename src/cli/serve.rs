@@ -74,5 +74,10 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_threads(&ThreadArgs {
         threads: config.threads,
     })?;
+    tracing::info!(
+        "{} compute threads; {}",
+        rayon::current_num_threads(),
+        crate::kernels::dispatch::summary()
+    );
     crate::server::run(config, args.ready_file, config_path)
 }
