@@ -1,6 +1,8 @@
 //! `ggufd serve` under a fake systemd: sd_notify datagrams on a socket the test binds (READY
 //! after loading, STATUS, watchdog pings, RELOADING on SIGHUP, STOPPING on SIGTERM), socket
-//! activation with an inherited listener, and the example config in deploy/.
+//! activation with an inherited listener, and the example config in deploy/. Reloads that add,
+//! remove and keep models while streams run, and reloads that fail; watchdog pings held back
+//! while a scheduler is stuck in a long forward pass; `mlock = true` and its RLIMIT_MEMLOCK error.
 
 mod common;
 mod grpc_common;
@@ -318,4 +320,532 @@ fn the_units_verify_and_stay_hardened() {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no exposure level in {text}"));
     assert!(score <= 2.0, "exposure {score} > 2.0:\n{text}");
+}
+
+// ---- reload: models added, removed and kept; broken configs; watchdog; mlock ----
+
+const GEMMA: &str = "gemma-3-270m-q4_k_m.gguf";
+
+/// The Gemma-3-270M test model (a second, distinct file), or None after a loud message.
+fn gemma() -> Option<std::path::PathBuf> {
+    let path = common::model_dir().join(GEMMA);
+    common::require(&path, "Gemma-3-270M test model").then_some(path)
+}
+
+/// A config serving `models` (name, file) on a free loopback port.
+fn write_models(dir: &TempDir, extra: &str, models: &[(&str, &Path)]) -> std::path::PathBuf {
+    let mut text = format!("listen = [\"127.0.0.1:0\"]\nthreads = 2\n{extra}\n");
+    for (name, path) in models {
+        text.push_str(&format!(
+            "[[models]]\npath = {:?}\nname = {name:?}\n",
+            path.display().to_string()
+        ));
+    }
+    let path = dir.path("ggufd.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+impl Notify {
+    /// After a SIGHUP: RELOADING=1, then exactly one READY=1 (returned), nothing out of order.
+    fn expect_reload(&mut self, child: &mut Guard) -> String {
+        let from = self.seen.len();
+        let ready = self.expect("READY=1", Duration::from_secs(60), child);
+        let lines: Vec<&str> = self.seen[from..]
+            .iter()
+            .filter(|m| !m.starts_with("WATCHDOG=1"))
+            .map(String::as_str)
+            .collect();
+        let reloading = lines
+            .iter()
+            .position(|m| m.lines().any(|l| l == "RELOADING=1"));
+        let readies: Vec<usize> = (0..lines.len())
+            .filter(|&i| lines[i].lines().any(|l| l == "READY=1"))
+            .collect();
+        assert!(
+            reloading.is_some_and(|r| readies == [lines.len() - 1] && r < lines.len() - 1),
+            "not RELOADING=1 … READY=1: {lines:?}"
+        );
+        ready
+    }
+}
+
+/// The first line of the ready file (`--ready-file`), once written.
+fn ready_addr(path: &Path, child: &mut Guard) -> String {
+    let t0 = Instant::now();
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            if text.ends_with('\n') {
+                return text.lines().next().unwrap().to_string();
+            }
+        }
+        assert!(child.0.try_wait().unwrap().is_none(), "ggufd exited");
+        assert!(t0.elapsed() < Duration::from_secs(60), "no ready file");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+async fn connect(addr: &str) -> tonic::transport::Channel {
+    tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .expect("connect to the daemon")
+}
+
+async fn model_names(channel: &tonic::transport::Channel) -> Vec<String> {
+    use ggufd::server::proto::models_client::ModelsClient;
+    ModelsClient::new(channel.clone())
+        .list_models(ggufd::server::proto::ListModelsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .models
+        .into_iter()
+        .map(|m| m.name)
+        .collect()
+}
+
+fn request(model: &str, max_tokens: u32) -> ggufd::server::proto::GenerateRequest {
+    ggufd::server::proto::GenerateRequest {
+        model: model.to_string(),
+        ..grpc_common::prompt_request("The capital of France is", max_tokens)
+    }
+}
+
+/// Text, ids and finish reason of a stream whose first message was already read.
+async fn finish_stream(
+    first: ggufd::server::proto::GenerateResponse,
+    mut rest: tonic::Streaming<ggufd::server::proto::GenerateResponse>,
+) -> (String, Vec<u32>, ggufd::server::proto::FinishReason) {
+    use ggufd::server::proto::generate_response::Event;
+    let (mut text, mut ids) = (String::new(), Vec::new());
+    let mut msg = Some(first);
+    while let Some(m) = msg {
+        match m.event.expect("an event") {
+            Event::Delta(d) => {
+                text.push_str(&d.text);
+                ids.extend(d.token_ids);
+            }
+            Event::Done(done) => return (text, ids, done.finish_reason()),
+        }
+        msg = rest.message().await.expect("the stream failed");
+    }
+    panic!("the stream ended without Done");
+}
+
+fn outcome(o: &grpc_common::Output) -> (String, Vec<u32>, ggufd::server::proto::FinishReason) {
+    (o.text.clone(), o.ids.clone(), o.finish())
+}
+
+fn maps(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap()
+}
+
+/// SIGHUP with a config that drops `gemma` and adds `smol2` while a stream runs on each of
+/// `smol` (kept) and `gemma` (removed): both streams end intact, the new model is loaded before
+/// READY=1, the removed one refuses new requests and is unmapped once its stream is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_adds_and_removes_models_without_dropping_streams() {
+    let (Some(smol), Some(gemma)) = (smollm(), gemma()) else {
+        return;
+    };
+    let dir = TempDir::new("sd-reload");
+    let config = write_models(&dir, "", &[("smol", &smol), ("gemma", &gemma)]);
+    let mut notify = Notify::bind(&dir);
+    let ready_file = dir.path("ready");
+    let log = std::fs::File::create(dir.path("stderr")).unwrap();
+    let mut child = serve_notified(&config, &notify, |c| {
+        c.arg("--ready-file")
+            .arg(&ready_file)
+            .env("RUST_LOG", "info")
+            .stderr(log)
+    });
+    tokio::task::block_in_place(|| notify.expect("READY=1", Duration::from_secs(60), &mut child));
+    let addr = ready_addr(&ready_file, &mut child);
+    let channel = connect(&addr).await;
+    let mut client = ggufd::server::proto::inference_client::InferenceClient::new(channel.clone());
+    assert_eq!(model_names(&channel).await, ["smol", "gemma"]);
+    let reference_smol = outcome(
+        &grpc_common::generate(&mut client, request("smol", 48))
+            .await
+            .unwrap(),
+    );
+    let reference_gemma = outcome(
+        &grpc_common::generate(&mut client, request("gemma", 48))
+            .await
+            .unwrap(),
+    );
+    assert!(!reference_smol.1.is_empty() && !reference_gemma.1.is_empty());
+    assert!(maps(child.0.id()).contains(GEMMA));
+
+    // One stream per model, read up to the first message only: both are in flight (registered,
+    // not done) until the test reads the rest, whatever the machine's speed.
+    let mut smol_stream = client
+        .generate(request("smol", 48))
+        .await
+        .unwrap()
+        .into_inner();
+    let smol_first = smol_stream.message().await.unwrap().unwrap();
+    let mut gemma_stream = client
+        .generate(request("gemma", 48))
+        .await
+        .unwrap()
+        .into_inner();
+    let gemma_first = gemma_stream.message().await.unwrap().unwrap();
+
+    write_models(&dir, "", &[("smol", &smol), ("smol2", &smol)]);
+    child.signal(libc::SIGHUP);
+    let ready = tokio::task::block_in_place(|| notify.expect_reload(&mut child));
+    for part in [
+        "added smol2",
+        "removed gemma",
+        "kept smol",
+        "serving smol (llama",
+    ] {
+        assert!(ready.contains(part), "no `{part}` in {ready:?}");
+    }
+    assert_eq!(model_names(&channel).await, ["smol", "smol2"]);
+    let status = grpc_common::generate(&mut client, request("gemma", 4))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
+    assert!(
+        maps(child.0.id()).contains(GEMMA),
+        "gemma unmapped while its stream runs"
+    );
+
+    assert_eq!(finish_stream(smol_first, smol_stream).await, reference_smol);
+    assert_eq!(
+        finish_stream(gemma_first, gemma_stream).await,
+        reference_gemma
+    );
+    let added = grpc_common::generate(&mut client, request("smol2", 48))
+        .await
+        .unwrap();
+    assert_eq!(outcome(&added), reference_smol);
+
+    let t0 = Instant::now();
+    while maps(child.0.id()).contains(GEMMA) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "gemma still mapped after its stream ended"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.signal(libc::SIGTERM);
+    assert!(child.wait_exit(Duration::from_secs(10)).success());
+    let log = std::fs::read_to_string(dir.path("stderr")).unwrap();
+    assert!(log.contains("removed and unloaded"), "{log}");
+}
+
+/// Reloads that cannot be applied — a missing model file, a file that is not GGUF, a bad key —
+/// keep the running set serving, say why in the STATUS, and still end with READY=1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_reloads_keep_the_running_models() {
+    let Some(smol) = smollm() else { return };
+    let dir = TempDir::new("sd-brokenreload");
+    let config = write_models(&dir, "", &[("smol", &smol)]);
+    let mut notify = Notify::bind(&dir);
+    let ready_file = dir.path("ready");
+    let mut child = serve_notified(&config, &notify, |c| {
+        c.arg("--ready-file")
+            .arg(&ready_file)
+            .env("RUST_LOG", "off")
+            .stderr(Stdio::null())
+    });
+    tokio::task::block_in_place(|| notify.expect("READY=1", Duration::from_secs(60), &mut child));
+    let addr = ready_addr(&ready_file, &mut child);
+    let channel = connect(&addr).await;
+    let mut client = ggufd::server::proto::inference_client::InferenceClient::new(channel.clone());
+    let reference = outcome(
+        &grpc_common::generate(&mut client, request("smol", 16))
+            .await
+            .unwrap(),
+    );
+
+    let junk = dir.path("junk.gguf");
+    std::fs::write(&junk, b"this is not a model").unwrap();
+    let missing = dir.path("missing.gguf");
+    // (models, extra config, what the error must name)
+    type Case<'a> = (&'a [(&'a str, &'a Path)], &'a str, &'a str);
+    let cases: [Case; 3] = [
+        (&[("smol", &smol), ("ghost", &missing)], "", "missing.gguf"),
+        (&[("smol", &smol), ("junk", &junk)], "", "not a GGUF file"),
+        (
+            &[("smol", &smol)],
+            "[scheduler]\nmax_bach = 2\n",
+            "max_bach",
+        ),
+    ];
+    for (models, extra, why) in cases {
+        write_models(&dir, extra, models);
+        child.signal(libc::SIGHUP);
+        let ready = tokio::task::block_in_place(|| notify.expect_reload(&mut child));
+        assert!(
+            ready.contains("reload failed") && ready.contains(why),
+            "no `reload failed` … `{why}` in {ready:?}"
+        );
+        assert!(ready.contains("STATUS=serving smol (llama"), "{ready:?}");
+        assert_eq!(model_names(&channel).await, ["smol"]);
+        let again = grpc_common::generate(&mut client, request("smol", 16))
+            .await
+            .unwrap();
+        assert_eq!(outcome(&again), reference);
+    }
+    child.signal(libc::SIGTERM);
+    assert!(child.wait_exit(Duration::from_secs(10)).success());
+}
+
+/// WATCHDOG=1 goes out only while every scheduler answers a probe between forward passes. A
+/// real, long forward pass (a 512-token prompt prefilled in one step on one thread) keeps the
+/// scheduler from answering: no ping for as long as it runs, pings again right after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchdog_pings_stop_while_a_scheduler_is_stuck() {
+    use std::sync::{Arc, Mutex};
+    let Some(smol) = smollm() else { return };
+    let dir = TempDir::new("sd-stuck");
+    let text = format!(
+        "listen = [\"127.0.0.1:0\"]\nthreads = 1\n[scheduler]\nstep_tokens = 512\n\
+         [[models]]\npath = {:?}\nname = \"smol\"\n",
+        smol.display().to_string()
+    );
+    let config = dir.path("ggufd.toml");
+    std::fs::write(&config, text).unwrap();
+    let mut notify = Notify::bind(&dir);
+    let ready_file = dir.path("ready");
+    let period = Duration::from_millis(200);
+    let mut child = serve_notified(&config, &notify, |c| {
+        c.arg("--ready-file")
+            .arg(&ready_file)
+            .env("WATCHDOG_USEC", "400000")
+            .env("RUST_LOG", "off")
+            .stderr(Stdio::null())
+    });
+    tokio::task::block_in_place(|| {
+        notify.expect("READY=1", Duration::from_secs(60), &mut child);
+        notify.expect("WATCHDOG=1", Duration::from_secs(5), &mut child);
+    });
+    let addr = ready_addr(&ready_file, &mut child);
+    let mut client =
+        ggufd::server::proto::inference_client::InferenceClient::new(connect(&addr).await);
+
+    // Every ping's arrival time, from a thread of its own.
+    let pings = Arc::new(Mutex::new(Vec::<Instant>::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sock = notify.sock.try_clone().unwrap();
+    let collector = {
+        let (pings, stop) = (pings.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(n) = sock.recv(&mut buf) {
+                    if buf[..n].split(|&b| b == b'\n').any(|l| l == b"WATCHDOG=1") {
+                        pings.lock().unwrap().push(Instant::now());
+                    }
+                }
+            }
+        })
+    };
+    std::thread::sleep(period * 4);
+    let ids: Vec<u32> = (0..512).map(|i| 1000 + i * 7).collect();
+    let sent = Instant::now();
+    let out = grpc_common::generate(
+        &mut client,
+        ggufd::server::proto::GenerateRequest {
+            input: Some(ggufd::server::proto::generate_request::Input::Tokens(
+                ggufd::server::proto::TokenIds { ids },
+            )),
+            max_tokens: 1,
+            sampling: Some(grpc_common::greedy()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let done = Instant::now();
+    assert_eq!(out.usage().prompt_tokens, 512);
+    std::thread::sleep(period * 4);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    collector.join().unwrap();
+    let pings = pings.lock().unwrap().clone();
+    let longest_gap = pings
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or_default();
+    eprintln!(
+        "forward pass {:?}; longest gap between pings {longest_gap:?}",
+        done - sent
+    );
+
+    assert!(
+        pings.iter().filter(|&&t| t < sent).count() >= 2,
+        "no pings before the request"
+    );
+    // The probe already answered when the pass began may still be pinged a period later; the
+    // one answered when it ends is pinged a moment before the client sees Done.
+    let stuck = (sent + period * 2)..(done - period / 2);
+    assert!(
+        stuck.end > stuck.start + period * 2,
+        "the forward pass took only {:?}: too fast to show the watchdog",
+        done - sent
+    );
+    let during: Vec<Duration> = pings
+        .iter()
+        .filter(|t| stuck.contains(t))
+        .map(|&t| t - sent)
+        .collect();
+    assert!(
+        during.is_empty(),
+        "pinged at {during:?} during a {:?} forward pass",
+        done - sent
+    );
+    let resumed = pings.iter().filter(|&&t| t >= done).count();
+    assert!(resumed >= 2, "pings did not resume after the pass");
+    child.signal(libc::SIGTERM);
+    assert!(child.wait_exit(Duration::from_secs(10)).success());
+}
+
+/// `mlock = true` locks the whole model in RAM (VmLck covers the file).
+#[test]
+fn mlock_locks_the_model() {
+    let Some(smol) = smollm() else { return };
+    let size = std::fs::metadata(&smol).unwrap().len();
+    if memlock_limit() < size && unsafe { libc::geteuid() } != 0 {
+        eprintln!(
+            "\n!!!!!!!! SKIPPING: RLIMIT_MEMLOCK below the model size (ulimit -l) !!!!!!!!\n"
+        );
+        return;
+    }
+    let dir = TempDir::new("sd-mlock");
+    let config = write_models(&dir, "mlock = true", &[("smol", &smol)]);
+    let mut notify = Notify::bind(&dir);
+    let mut child = serve_notified(&config, &notify, |c| c.env("RUST_LOG", "warn"));
+    notify.expect("READY=1", Duration::from_secs(60), &mut child);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.0.id())).unwrap();
+    let locked_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmLck:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    assert!(
+        locked_kb * 1024 >= size,
+        "VmLck {locked_kb} kB < {size} bytes"
+    );
+    child.signal(libc::SIGTERM);
+    assert!(child.wait_exit(Duration::from_secs(10)).success());
+}
+
+fn memlock_limit() -> u64 {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct we own.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut rl) }, 0);
+    #[allow(clippy::unnecessary_cast)] // rlim_t is 32 bits on some targets
+    let limit = rl.rlim_cur as u64;
+    limit
+}
+
+/// With RLIMIT_MEMLOCK too low (and no CAP_IPC_LOCK), `mlock = true` is a start-up error that
+/// names the limit, the bytes needed and the fix.
+#[test]
+fn mlock_over_the_limit_names_the_fix() {
+    let Some(smol) = smollm() else { return };
+    let size = std::fs::metadata(&smol).unwrap().len();
+    let dir = TempDir::new("sd-mlock-limit");
+    let config = write_models(&dir, "mlock = true", &[("smol", &smol)]);
+    let mut cmd = Command::new(common::ggufd());
+    cmd.args(["serve", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "off")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // SAFETY: only async-signal-safe calls between fork and exec. root ignores RLIMIT_MEMLOCK
+    // (CAP_IPC_LOCK), so it becomes `nobody` first (which drops every capability).
+    unsafe {
+        cmd.pre_exec(|| {
+            let rl = libc::rlimit {
+                rlim_cur: 1 << 20,
+                rlim_max: 1 << 20,
+            };
+            if libc::setrlimit(libc::RLIMIT_MEMLOCK, &rl) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::geteuid() == 0 && (libc::setgid(65534) != 0 || libc::setuid(65534) != 0) {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for part in [
+        "cannot mlock",
+        "RLIMIT_MEMLOCK is 1048576 bytes",
+        &format!("at least {size} bytes"),
+        "LimitMEMLOCK=",
+        "ulimit -l",
+    ] {
+        assert!(stderr.contains(part), "no `{part}` in {stderr}");
+    }
+}
+
+/// A stream on a model a reload removed may run for `limits.drain_seconds`, then it is
+/// cancelled (it still ends with Done, CANCELLED) and the model is unloaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_models_streams_are_cancelled_after_the_drain_time() {
+    let (Some(smol), Some(gemma)) = (smollm(), gemma()) else {
+        return;
+    };
+    let dir = TempDir::new("sd-retire");
+    let extra = "[limits]\ndrain_seconds = 1\n";
+    let config = write_models(&dir, extra, &[("smol", &smol), ("gemma", &gemma)]);
+    let mut notify = Notify::bind(&dir);
+    let ready_file = dir.path("ready");
+    let mut child = serve_notified(&config, &notify, |c| {
+        c.arg("--ready-file")
+            .arg(&ready_file)
+            .env("RUST_LOG", "off")
+            .stderr(Stdio::null())
+    });
+    tokio::task::block_in_place(|| notify.expect("READY=1", Duration::from_secs(60), &mut child));
+    let addr = ready_addr(&ready_file, &mut child);
+    let channel = connect(&addr).await;
+    let mut client = ggufd::server::proto::inference_client::InferenceClient::new(channel.clone());
+    // Counting goes on for thousands of tokens: far longer than the drain time.
+    let long = ggufd::server::proto::GenerateRequest {
+        model: "gemma".into(),
+        ..grpc_common::prompt_request("1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,", 4000)
+    };
+    let mut stream = client.generate(long).await.unwrap().into_inner();
+    let first = stream.message().await.unwrap().unwrap();
+    let reader = tokio::spawn(finish_stream(first, stream));
+
+    write_models(&dir, extra, &[("smol", &smol)]);
+    child.signal(libc::SIGHUP);
+    let ready = tokio::task::block_in_place(|| notify.expect_reload(&mut child));
+    assert!(ready.contains("removed gemma"), "{ready:?}");
+    let reloaded = Instant::now();
+    let (text, ids, finish) = tokio::time::timeout(Duration::from_secs(15), reader)
+        .await
+        .expect("the removed model's stream was not cancelled after the drain time")
+        .unwrap();
+    assert_eq!(finish, ggufd::server::proto::FinishReason::Cancelled);
+    assert!(
+        reloaded.elapsed() >= Duration::from_millis(900),
+        "cancelled before the drain time"
+    );
+    assert!(!ids.is_empty() && text.starts_with(" 13,"), "{text:?}");
+    let t0 = Instant::now();
+    while maps(child.0.id()).contains(GEMMA) {
+        assert!(t0.elapsed() < Duration::from_secs(10), "gemma still mapped");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(model_names(&channel).await, ["smol"]);
+    child.signal(libc::SIGTERM);
+    assert!(child.wait_exit(Duration::from_secs(10)).success());
 }

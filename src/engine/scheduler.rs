@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc::UnboundedSender;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SchedulerConfig {
     /// Sequences advanced together per forward pass.
     pub max_batch: usize,
@@ -144,6 +144,18 @@ impl Scheduler {
                 (n < self.queue_depth).then_some(n + 1)
             })
             .map_err(|_| SubmitError::QueueFull)?;
+        self.send(job)
+    }
+
+    /// Like [`Scheduler::submit`] but never refused by a full queue: for the watchdog's
+    /// liveness probes (a cancelled job, answered at the worker's next turn), which must not
+    /// fail just because the model is busy.
+    pub fn submit_probe(&self, job: Job) -> Result<(), SubmitError> {
+        self.waiting.fetch_add(1, Ordering::AcqRel);
+        self.send(job)
+    }
+
+    fn send(&self, job: Job) -> Result<(), SubmitError> {
         self.queue.send(job).map_err(|_| {
             self.waiting.fetch_sub(1, Ordering::AcqRel);
             SubmitError::Stopped

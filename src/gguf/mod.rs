@@ -228,6 +228,13 @@ impl GgufFile {
         self.map.len() as u64
     }
 
+    /// Locks the whole mapping in RAM (mlock(2)): every page is read now and never paged out.
+    /// Unlocked when the map goes away. Fails with ENOMEM / EPERM / EAGAIN when RLIMIT_MEMLOCK
+    /// (or the machine's free memory) is too small.
+    pub fn lock_in_memory(&self) -> std::io::Result<()> {
+        self.map.lock()
+    }
+
     pub fn tensor_infos(&self) -> &[TensorInfo] {
         &self.tensors
     }

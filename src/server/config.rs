@@ -16,6 +16,10 @@ pub struct Config {
     pub listen: Vec<String>,
     /// Compute threads (default: all cores).
     pub threads: Option<usize>,
+    /// Lock every model's mapped file in RAM (mlock) so it is never paged out; a model that
+    /// cannot be locked (RLIMIT_MEMLOCK too low) fails to load.
+    #[serde(default)]
+    pub mlock: bool,
     /// The first model is the default one (an empty `model` in a request).
     #[serde(default)]
     pub models: Vec<ModelConfig>,
@@ -28,7 +32,7 @@ pub struct Config {
     pub tls: Option<Tls>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
     pub path: PathBuf,
@@ -38,7 +42,7 @@ pub struct ModelConfig {
     pub ctx_size: Option<usize>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Largest request or response message.
@@ -69,7 +73,7 @@ impl Default for Limits {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SchedulerSection {
     pub max_batch: usize,
@@ -101,7 +105,7 @@ impl SchedulerSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Auth {
     /// Bearer token clients must send; prefer `token_file` to keep it out of the config.
@@ -110,7 +114,7 @@ pub struct Auth {
     pub token_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Tls {
     /// PEM certificate chain and private key of the server.
@@ -235,6 +239,7 @@ mod tests {
             r#"
             listen = ["127.0.0.1:0", "unix:/tmp/ggufd.sock"]
             threads = 2
+            mlock = true
             [[models]]
             path = "a.gguf"
             name = "a"
@@ -250,6 +255,7 @@ mod tests {
         .unwrap();
         c.validate().unwrap();
         assert_eq!(c.listen_addrs().unwrap().len(), 2);
+        assert!(c.mlock);
         assert_eq!(
             c.scheduler.queue_depth,
             SchedulerConfig::default().queue_depth

@@ -247,13 +247,13 @@ impl Inference for InferenceService {
         }
         check_id("request_id", &r.request_id, limits.max_id_bytes)?;
         check_id("session_id", &r.session_id, limits.max_id_bytes)?;
-        let prompt = prompt_tokens(served, r.input).await?;
+        let prompt = prompt_tokens(&served, r.input).await?;
         if deadline.is_some_and(|d| d <= Instant::now()) {
             return Err(Status::deadline_exceeded("the request's deadline passed"));
         }
 
         let cancel = CancelFlag::default();
-        let running = self.daemon.register(&r.request_id, &cancel)?;
+        let running = self.daemon.register(&r.request_id, &cancel, &served)?;
         let (events_tx, events) = mpsc::unbounded_channel();
         let job = Job {
             prompt,

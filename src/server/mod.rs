@@ -10,6 +10,7 @@ mod deadline;
 mod inference;
 mod models;
 mod registry;
+mod reload;
 pub mod systemd;
 
 /// The generated messages, clients and servers of `ggufd.v1`.
@@ -264,34 +265,9 @@ async fn serve(
     }
 
     notifier.status(&format!("loading {} model(s)", config.models.len()));
-    let model_configs = config.models.clone();
-    let scheduler_config = config.scheduler.scheduler_config();
-    let loaded = tokio::task::spawn_blocking(move || {
-        registry::load_models(&model_configs, &scheduler_config)
-    })
-    .await
-    .context("model loading failed")??;
-    for m in &loaded {
-        tracing::info!(model = %m.name, arch = %m.card.architecture, n_ctx = m.model.n_ctx, "model ready");
-    }
-    for m in &loaded {
-        notifier.status(&format!("warming up {}", m.name));
-        warm_up(m)
-            .await
-            .with_context(|| format!("the warm-up pass of model {} failed", m.name))?;
-    }
-    let serving_status = format!(
-        "serving {} on {}",
-        loaded
-            .iter()
-            .map(|m| format!(
-                "{} ({}, ctx {})",
-                m.name, m.card.architecture, m.model.n_ctx
-            ))
-            .collect::<Vec<_>>()
-            .join(", "),
-        bound.join(", ")
-    );
+    let sources = registry::ModelSource::of_config(&config)?;
+    let loaded = reload::load_models(&notifier, sources).await?;
+    let serving_status = reload::serving_status(&loaded, &bound);
     // Handlers go in before anyone is told we are ready: a SIGHUP or SIGTERM sent right after
     // READY=1 must reach them, not the default action (which would kill the process).
     use tokio::signal::unix::{signal, SignalKind};
@@ -306,6 +282,7 @@ async fn serve(
     }
     tracing::info!("serving");
     notifier.notify(&format!("READY=1\nSTATUS={serving_status}"));
+    let mut running = reload::Running::new(config, config_path.as_deref(), bound, serving_status);
     let watchdog = notifier
         .watchdog()
         .map(|timeout| tokio::spawn(watchdog_loop(notifier.clone(), daemon.clone(), timeout)));
@@ -320,7 +297,13 @@ async fn serve(
                 break;
             }
             Some(()) = hangup.recv() => {
-                reload(&notifier, config_path.as_deref(), &config, &serving_status);
+                // A stop request during a long reload wins: the half-done reload is dropped.
+                let reload = reload::reload(&daemon, &notifier, config_path.as_deref(), &mut running);
+                tokio::select! {
+                    () = reload => {}
+                    _ = terminate.recv() => break,
+                    _ = tokio::signal::ctrl_c() => break,
+                }
             }
         }
     }
@@ -351,45 +334,16 @@ async fn serve(
     Ok(())
 }
 
-/// One forward pass per model before READY=1, so the first request does not pay for page faults
-/// and a model that cannot run is a start-up failure rather than a failed request.
-async fn warm_up(m: &registry::ServedModel) -> anyhow::Result<()> {
-    use crate::engine::scheduler::{CancelFlag, Event, Job};
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let prompt = m
-        .tokenizer
-        .bos()
-        .map(|b| vec![b])
-        .unwrap_or_else(|| m.tokenizer.encode("Hello", false, false));
-    let prompt = if prompt.is_empty() { vec![0] } else { prompt };
-    m.scheduler.submit(Job {
-        prompt,
-        max_tokens: 1,
-        sampling: Default::default(),
-        stop: Vec::new(),
-        session_id: None,
-        cancel: CancelFlag::default(),
-        events: tx,
-    })?;
-    while let Some(event) = rx.recv().await {
-        match event {
-            Event::Delta { .. } => {}
-            Event::Done(_) => return Ok(()),
-            Event::Failed(e) => anyhow::bail!("{e}"),
-        }
-    }
-    anyhow::bail!("the scheduler stopped")
-}
-
-/// Whether every model's scheduler thread is going round its loop: a job cancelled before it is
-/// sent costs no compute and is answered at the scheduler's next turn, so a thread stuck in a
-/// forward pass (or dead) leaves it unanswered.
-async fn schedulers_alive(daemon: &Daemon, timeout: Duration) -> bool {
+/// Submits a liveness probe to every model's scheduler and waits for all answers: a job
+/// cancelled before it is sent costs no compute and is answered at the scheduler's next turn,
+/// i.e. between two forward passes. A scheduler stuck in a forward pass (or hung) answers late
+/// or never; a dead one never. Returns false when a scheduler is gone for good.
+async fn probe_schedulers(daemon: &Daemon, slow: Duration) -> bool {
     use crate::engine::scheduler::{CancelFlag, Job};
-    let Ok(models) = daemon.models() else {
-        return false;
+    let Some(models) = daemon.current_models() else {
+        return true; // still loading: start-up has its own timeout
     };
-    for m in models {
+    for m in models.iter() {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let cancel = CancelFlag::default();
         cancel.cancel();
@@ -402,68 +356,47 @@ async fn schedulers_alive(daemon: &Daemon, timeout: Duration) -> bool {
             cancel,
             events: tx,
         };
-        if let Err(e) = m.scheduler.submit(probe) {
-            tracing::warn!(model = %m.name, "watchdog probe not accepted: {e}");
+        if let Err(e) = m.scheduler.submit_probe(probe) {
+            tracing::error!(model = %m.name, "watchdog probe not accepted: {e}");
             return false;
         }
-        if !matches!(tokio::time::timeout(timeout, rx.recv()).await, Ok(Some(_))) {
-            tracing::warn!(model = %m.name, "scheduler did not answer the watchdog probe");
+        let t0 = tokio::time::Instant::now();
+        let answer = match tokio::time::timeout(slow, rx.recv()).await {
+            Ok(answer) => answer,
+            Err(_) => {
+                tracing::warn!(
+                    model = %m.name,
+                    "the scheduler has not answered the watchdog probe for {slow:?} (a forward pass \
+                     this long, or a hang): watchdog pings are held back until it does"
+                );
+                let answer = rx.recv().await;
+                if answer.is_some() {
+                    tracing::info!(model = %m.name, "the scheduler answered the watchdog probe after {:?}", t0.elapsed());
+                }
+                answer
+            }
+        };
+        if answer.is_none() {
+            tracing::error!(model = %m.name, "the scheduler thread is gone");
             return false;
         }
     }
     true
 }
 
-/// Pings WATCHDOG=1 at half the timeout, only after every scheduler answered a probe.
+/// Pings WATCHDOG=1 every half timeout, each time only after every scheduler answered a probe:
+/// a scheduler stuck for longer than the timeout gets the service killed (WatchdogSec).
 async fn watchdog_loop(notifier: Arc<systemd::Notifier>, daemon: Arc<Daemon>, timeout: Duration) {
     let period = timeout / 2;
     loop {
-        if schedulers_alive(&daemon, period / 2).await {
-            notifier.notify("WATCHDOG=1");
+        let next = tokio::time::Instant::now() + period;
+        if !probe_schedulers(&daemon, period).await {
+            // No more pings: systemd restarts the service when the timeout is up.
+            return;
         }
-        tokio::time::sleep(period).await;
+        notifier.notify("WATCHDOG=1");
+        // After a late answer, a full period from now (not at once: that would ping twice).
+        let now = tokio::time::Instant::now();
+        tokio::time::sleep_until(if next > now { next } else { now + period }).await;
     }
-}
-
-fn monotonic_usec() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime only writes the timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000
-}
-
-/// SIGHUP: re-reads and checks the config file and reports what would change. Models and
-/// listeners are not swapped while running (yet): a change to them needs a restart.
-fn reload(notifier: &systemd::Notifier, path: Option<&Path>, running: &Config, serving: &str) {
-    notifier.notify(&format!(
-        "RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=reloading",
-        monotonic_usec()
-    ));
-    let report = match path {
-        None => "reload: no config file (started without --config); nothing to re-read".into(),
-        Some(path) => match Config::from_file(path).and_then(|c| c.validate().map(|()| c)) {
-            Err(e) => {
-                tracing::error!("reload: {e:#}; keeping the running config");
-                format!("reload failed, keeping the running config: {e:#}")
-            }
-            Ok(new) => {
-                let models = |c: &Config| {
-                    c.models
-                        .iter()
-                        .map(|m| format!("{:?}", (&m.path, &m.name, m.ctx_size)))
-                        .collect::<Vec<_>>()
-                };
-                if models(&new) != models(running) || new.listen != running.listen {
-                    "config re-read: model or listen changes take effect after a restart".into()
-                } else {
-                    "config re-read: no model or listen change".into()
-                }
-            }
-        },
-    };
-    tracing::info!("{report}");
-    notifier.notify(&format!("READY=1\nSTATUS={serving}; {report}"));
 }
