@@ -4,7 +4,8 @@
 #   - Python packages the shared conformance tools need (pinned: the F32 masters are rebuilt
 #     bit-exactly and checked against the manifest's sha256) and the gRPC tests' Python client,
 #   - the conformance F32 masters, rebuilt into .cache/f32masters,
-#   - the three real models, fetched into .cache/models (tools/fetch-models.sh).
+#   - the three real models, fetched into .cache/models (tools/fetch-models.sh),
+#   - cargo-deb for the Debian package test (tools/package-deb.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SHARED=${GGUFD_SHARED:-../shared}
@@ -27,6 +28,10 @@ if [ ! -f "$CACHE/f32masters/.complete" ]; then
 fi
 
 bash tools/fetch-models.sh "$CACHE/models"
+
+# tests/package_deb.rs: cargo-deb (pinned), installed here rather than by the test itself, so a
+# three-minute build does not run beside the timing-sensitive tests.
+bash tools/package-deb.sh --tools-only --check-only
 
 export GGUFD_SHARED="$SHARED"
 cargo test --release "$@"
