@@ -8,6 +8,7 @@ use common::gguf_writer::{GgufBuilder, Tensor};
 use ggufd::gguf::GgmlType;
 use ggufd::model::{moe, Batch, Logits, Model};
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 fn corpus(model: &str) -> Option<PathBuf> {
     let p = common::conformance_dir().join(model).join("model.gguf");
@@ -23,6 +24,16 @@ fn expert_bytes_all_layers(model: &Model, n_expert: usize) -> u64 {
         .filter(|t| t.name.ends_with("_exps.weight"))
         .map(|t| (t.range.len() / n_expert) as u64)
         .sum()
+}
+
+/// The expert-byte counter is process-wide: the tests that read it, and every test here that
+/// runs an MoE forward pass, hold this lock so that no other test's pass is counted.
+static COUNTER_LOCK: Mutex<()> = Mutex::new(());
+
+fn counter_lock() -> std::sync::MutexGuard<'static, ()> {
+    COUNTER_LOCK
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Expert-weight bytes handed to matmul by one forward pass of `tokens`.
@@ -44,6 +55,7 @@ fn check_decode_touches_only_selected_experts(case: &str) {
 }
 
 fn check_decode_reads(case: &str, path: &std::path::Path) {
+    let _counter = counter_lock();
     let model = Model::load(path).expect("load");
     let (n_expert, n_used) = model.arch.experts().expect("a MoE model");
     let per_expert = expert_bytes_all_layers(&model, n_expert);
@@ -124,6 +136,7 @@ fn fuse_gate_up(mut b: GgufBuilder, n_layer: usize) -> GgufBuilder {
 }
 
 fn all_logits(model: &Model, tokens: &[u32]) -> Vec<f32> {
+    let _counter = counter_lock();
     let mut state = model.new_state();
     model
         .forward(&mut Batch::single(tokens, &mut state, Logits::All))

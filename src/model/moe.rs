@@ -22,7 +22,7 @@ use super::layers;
 use super::weights::{Matrix, MatrixStack, WeightLoader};
 use super::{ModelError, Result};
 use crate::kernels::matmul::{self, MatRef};
-use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// llama.cpp's expert limit (LLAMA_MAX_EXPERTS).
 pub const MAX_EXPERTS: usize = 512;
@@ -177,18 +177,17 @@ pub struct Routing {
     pub weights: Vec<f32>,
 }
 
-thread_local! {
-    static EXPERT_BYTES_READ: Cell<u64> = const { Cell::new(0) };
-}
+/// Bytes of routed-expert weights handed to matmul since the process started, by every MoE
+/// forward pass (instrumentation: decode should read `n_used` experts per layer, not all of them).
+/// Process-wide because the forward pass runs on a compute-pool worker, not the caller's thread.
+static EXPERT_BYTES_READ: AtomicU64 = AtomicU64::new(0);
 
-/// Bytes of routed-expert weights this thread's MoE forward passes have handed to matmul so far
-/// (instrumentation: decode should read `n_used` experts per layer, not all of them).
 pub fn expert_bytes_read() -> u64 {
-    EXPERT_BYTES_READ.with(Cell::get)
+    EXPERT_BYTES_READ.load(Ordering::Relaxed)
 }
 
 fn count_expert_bytes(m: &MatRef) {
-    EXPERT_BYTES_READ.with(|c| c.set(c.get() + m.data.len() as u64));
+    EXPERT_BYTES_READ.fetch_add(m.data.len() as u64, Ordering::Relaxed);
 }
 
 impl MoeFfn {
