@@ -5,9 +5,9 @@
 //! `target-cpu`.
 //!
 //! `GGUFD_KERNELS=portable` in the environment forces the portable (`wide`) kernels, for
-//! comparisons and bisection.
+//! comparisons and bisection (`GGUFD_KERNELS=avx2` caps x86 at the AVX2 kernels).
 
-use super::{GgmlType, TypeKernels, VecDot, VecDot4, PORTABLE};
+use super::{GgmlType, Tile, TypeKernels, VecDot, VecDot4, PORTABLE};
 use std::sync::OnceLock;
 
 /// An instruction-set level the kernels distinguish.
@@ -72,6 +72,7 @@ pub fn selected() -> Isa {
     static SELECTED: OnceLock<Isa> = OnceLock::new();
     *SELECTED.get_or_init(|| match std::env::var("GGUFD_KERNELS").as_deref() {
         Ok("portable") => Isa::Portable,
+        Ok("avx2") if detect() == Isa::Avx512Vnni => Isa::Avx2,
         _ => detect(),
     })
 }
@@ -102,6 +103,19 @@ fn special_vec_dot4(isa: Isa, ty: GgmlType) -> Option<VecDot4> {
     }
 }
 
+/// The tiled batch kernel of `ty` for `isa`, if any.
+fn special_tile(isa: Isa, ty: GgmlType) -> Option<Tile> {
+    match isa {
+        Isa::Portable => None,
+        #[cfg(target_arch = "x86_64")]
+        _ => super::x86::tile(isa, ty),
+        #[cfg(target_arch = "aarch64")]
+        _ => super::aarch64::tile(isa, ty),
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+        _ => None,
+    }
+}
+
 /// The process-wide kernel table.
 pub(super) fn table() -> &'static [TypeKernels] {
     static TABLE: OnceLock<Vec<TypeKernels>> = OnceLock::new();
@@ -113,6 +127,7 @@ pub(super) fn table() -> &'static [TypeKernels] {
                 Some((vec_dot, imp)) => TypeKernels {
                     vec_dot,
                     vec_dot4: special_vec_dot4(isa, k.ty),
+                    tile: special_tile(isa, k.ty),
                     imp,
                     ..*k
                 },

@@ -16,6 +16,8 @@ mod testing;
 pub mod threads;
 #[cfg(target_arch = "x86_64")]
 pub mod x86;
+#[cfg(target_arch = "x86_64")]
+pub mod x86_avx512;
 
 pub use crate::gguf::GgmlType;
 
@@ -32,6 +34,24 @@ pub type VecDot = fn(n: usize, w: &[u8], a: &[u8]) -> f32;
 /// A dot product of one weight row with four activation rows.
 pub type VecDot4 = fn(n: usize, w: &[u8], a: [&[u8]; 4], out: &mut [f32; 4]);
 
+/// A register-tiled kernel for batched matmuls: `rows` weight rows × `tokens` tokens per call,
+/// over activations packed in groups of `group` tokens.
+#[derive(Clone, Copy)]
+pub struct Tile {
+    pub rows: usize,
+    /// A multiple of `group`.
+    pub tokens: usize,
+    pub group: usize,
+    /// Bytes of one packed group of rows of `n` elements.
+    pub group_bytes: fn(n: usize) -> usize,
+    /// Packs up to `group` activation rows (of `act_ty`) into one zeroed group (missing rows stay
+    /// zero).
+    pub pack: fn(n: usize, rows: &[&[u8]], dst: &mut [u8]),
+    /// `out[r * tokens + t] = vec_dot(n, w_r, a_t)` bit for bit, for the `rows` consecutive
+    /// weight rows in `w` and the `tokens / group` consecutive packed groups in `packed`.
+    pub tile: fn(n: usize, w: &[u8], packed: &[u8], out: &mut [f32]),
+}
+
 /// The kernels of one weight type, as ggml pairs them.
 #[derive(Clone, Copy)]
 pub struct TypeKernels {
@@ -47,6 +67,8 @@ pub struct TypeKernels {
     /// Optional: `vec_dot` of one weight row with four activation rows at once (each weight block
     /// unpacked once), each result equal to `vec_dot`'s; used by the batched matmul.
     pub vec_dot4: Option<VecDot4>,
+    /// Optional: the tiled kernel for batches, used instead of `vec_dot4` when present.
+    pub tile: Option<Tile>,
     /// Which implementation `vec_dot` is: "portable" (the `wide` kernels) or an ISA name.
     pub imp: &'static str,
 }
@@ -59,6 +81,7 @@ const fn float_entry<E: Element>(ty: GgmlType) -> TypeKernels {
         dequantize: float::dequantize::<E>,
         vec_dot: float::vec_dot::<E>,
         vec_dot4: None,
+        tile: None,
         imp: "portable",
     }
 }
@@ -70,6 +93,7 @@ const fn scaled32_entry<B: ScaledBlock32>(ty: GgmlType) -> TypeKernels {
         dequantize: block32::dequantize::<B>,
         vec_dot: block32::vec_dot::<B>,
         vec_dot4: None,
+        tile: None,
         imp: "portable",
     }
 }
@@ -81,6 +105,7 @@ const fn offset32_entry<B: OffsetBlock32>(ty: GgmlType) -> TypeKernels {
         dequantize: block32::dequantize_offset::<B>,
         vec_dot: block32::vec_dot_offset::<B>,
         vec_dot4: None,
+        tile: None,
         imp: "portable",
     }
 }
@@ -92,6 +117,7 @@ const fn superblock_entry<B: SuperBlock>(ty: GgmlType) -> TypeKernels {
         dequantize: superblock::dequantize::<B>,
         vec_dot: superblock::vec_dot::<B>,
         vec_dot4: None,
+        tile: None,
         imp: "portable",
     }
 }

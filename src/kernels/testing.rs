@@ -200,3 +200,90 @@ pub fn check_random_vec_dots<B: Block>(
         check_vec_dot(ty, &w, &x, extra);
     }
 }
+
+/// Weight rows of `ty` (`n_blocks` blocks each) for comparing a fast kernel with its scalar
+/// twin: random quants with sane scales; fully random bytes (NaN, infinite and subnormal
+/// scales); all-ones quants with the largest f16 scale; all zeros; random quants with the
+/// smallest subnormal and with the most negative f16 scale.
+pub fn kernel_weight_rows(rng: &mut Rng, ty: GgmlType, n_blocks: usize) -> Vec<Vec<u8>> {
+    let bb = ty.block_bytes();
+    // Byte offsets of the f16 scales (MXFP4's E8M0 scale is one byte at 0).
+    let offsets: &[usize] = match ty {
+        GgmlType::Q4_1 | GgmlType::Q5_1 | GgmlType::Q4_K | GgmlType::Q5_K => &[0, 2],
+        GgmlType::Q6_K => &[208],
+        GgmlType::MXFP4 => &[],
+        _ => &[0],
+    };
+    let random = |rng: &mut Rng, scale: &mut dyn FnMut(&mut Rng) -> Half| {
+        let mut row = vec![0u8; n_blocks * bb];
+        rng.fill(&mut row);
+        for b in row.chunks_exact_mut(bb) {
+            for &o in offsets {
+                b[o..o + 2].copy_from_slice(&scale(rng).0);
+            }
+            if ty == GgmlType::MXFP4 {
+                b[0] = 119 + rng.below(17) as u8;
+            }
+        }
+        row
+    };
+    let sane = random(rng, &mut |r| r.scale());
+    let tiny = random(rng, &mut |_| Half::from_bits(0x0001));
+    let negative = random(rng, &mut |_| Half::from_bits(0xFBFF));
+    let mut wild = vec![0u8; n_blocks * bb];
+    rng.fill(&mut wild);
+    let mut ones = vec![0xFFu8; n_blocks * bb];
+    for b in ones.chunks_exact_mut(bb) {
+        for &o in offsets {
+            b[o..o + 2].copy_from_slice(&Half::from_bits(0x7BFF).0);
+        }
+    }
+    vec![sane, wild, ones, vec![0u8; n_blocks * bb], tiny, negative]
+}
+
+/// Activation rows of `act_ty` (Q8_0, Q8_1 or Q8_K) for the same comparisons: quantized random
+/// values, then every quant -128, 127, alternately -128 and 127, -128 with the largest scale
+/// and 127 with the smallest (Q8_K group sums kept consistent).
+pub fn kernel_activation_rows(rng: &mut Rng, act_ty: GgmlType, n: usize) -> Vec<Vec<u8>> {
+    use super::quants::{q8_0::BlockQ8_0, q8_1::BlockQ8_1};
+    let mut row = vec![0u8; act_ty.row_bytes(n).expect("whole blocks")];
+    quantize_activation(act_ty, &random_activations(rng, n), &mut row);
+    let (huge, tiny) = match act_ty {
+        GgmlType::Q8_K => (3e38, 1e-45),
+        _ => (65504.0, 6e-8),
+    };
+    /// Quant of element `i`, and the block scale (`None` keeps the quantizer's).
+    type Edge = (fn(usize) -> i8, Option<f32>);
+    let edges: [Edge; 5] = [
+        (|_| i8::MIN, None),
+        (|_| i8::MAX, None),
+        (|i| if i % 2 == 0 { i8::MIN } else { i8::MAX }, None),
+        (|_| i8::MIN, Some(huge)),
+        (|_| i8::MAX, Some(tiny)),
+    ];
+    let mut rows = vec![row.clone()];
+    for (q, d) in edges {
+        let mut r = row.clone();
+        match act_ty {
+            GgmlType::Q8_0 => {
+                for b in blocks_mut::<BlockQ8_0>(&mut r) {
+                    b.qs = std::array::from_fn(q);
+                    b.d = d.map_or(b.d, Half::from_f32);
+                }
+            }
+            GgmlType::Q8_1 => {
+                for b in blocks_mut::<BlockQ8_1>(&mut r) {
+                    b.qs = std::array::from_fn(q);
+                    b.d = d.map_or(b.d, Half::from_f32);
+                }
+            }
+            _ => {
+                for b in blocks_mut::<q8_k::BlockQ8K>(&mut r) {
+                    *b = q8_k::BlockQ8K::from_quants(std::array::from_fn(q), d.unwrap_or(b.d()));
+                }
+            }
+        }
+        rows.push(r);
+    }
+    rows
+}

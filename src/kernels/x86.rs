@@ -34,8 +34,14 @@ pub fn avx2_available() -> bool {
         && is_x86_feature_detected!("f16c")
 }
 
+use super::x86_avx512;
 use crate::kernels::dispatch::Isa;
-use crate::kernels::{VecDot, VecDot4};
+use crate::kernels::{Tile, VecDot, VecDot4};
+
+/// Whether `isa` selects the AVX-512 VNNI kernels and this CPU can run them.
+fn avx512(isa: Isa) -> bool {
+    isa == Isa::Avx512Vnni && x86_avx512::available()
+}
 
 /// The fastest `vec_dot` of a weight type at level `isa` (AVX2 or above), with its name, if
 /// there is one. Returns `None` unless [`avx2_available`]: the wrappers handed out here are
@@ -43,6 +49,9 @@ use crate::kernels::{VecDot, VecDot4};
 pub fn vec_dot(isa: Isa, ty: GgmlType) -> Option<(VecDot, &'static str)> {
     if !matches!(isa, Isa::Avx2 | Isa::Avx512Vnni) || !avx2_available() {
         return None;
+    }
+    if let Some(f) = x86_avx512::vec_dot(ty).filter(|_| avx512(isa)) {
+        return Some((f, "avx512vnni"));
     }
     let f: VecDot = match ty {
         GgmlType::Q4_0 => q4_0,
@@ -65,6 +74,11 @@ pub fn vec_dot4(isa: Isa, ty: GgmlType) -> Option<VecDot4> {
     if !matches!(isa, Isa::Avx2 | Isa::Avx512Vnni) || !avx2_available() {
         return None;
     }
+    // The AVX-512 `vec_dot`s sum differently from the AVX2 four-row kernels; their tiles serve
+    // batches instead.
+    if avx512(isa) && x86_avx512::vec_dot(ty).is_some() {
+        return None;
+    }
     Some(match ty {
         GgmlType::Q4_0 => q4_0_x4,
         GgmlType::Q4_1 => q4_1_x4,
@@ -75,6 +89,12 @@ pub fn vec_dot4(isa: Isa, ty: GgmlType) -> Option<VecDot4> {
         GgmlType::Q6_K => q6_k_x4,
         _ => return None,
     })
+}
+
+/// The tiled batch kernel of a weight type at level `isa`, if there is one (same contract as
+/// [`vec_dot`]).
+pub fn tile(isa: Isa, ty: GgmlType) -> Option<Tile> {
+    x86_avx512::tile(ty).filter(|_| avx512(isa))
 }
 
 macro_rules! entry4 {
@@ -551,74 +571,10 @@ fn iq4_xs_row(w: &[BlockIQ4XS], a: &[BlockQ8K]) -> f32 {
 const _: () = assert!(QK == 32);
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
-    use crate::kernels::block::{blocks_mut, Half};
-    use crate::kernels::testing::{random_activations, Rng};
-    use crate::kernels::{portable_kernels, quantize_activation};
-
-    /// Byte offsets of the f16 scale fields of each weight type's block.
-    fn scale_offsets(ty: GgmlType) -> &'static [usize] {
-        match ty {
-            GgmlType::Q4_1 | GgmlType::Q5_1 | GgmlType::Q4_K | GgmlType::Q5_K => &[0, 2],
-            GgmlType::Q6_K => &[208],
-            _ => &[0],
-        }
-    }
-
-    /// Weight rows: random bytes with sane scales, fully random bytes (NaN/inf/subnormal
-    /// scales), all-ones and all-zero bytes.
-    fn weight_rows(rng: &mut Rng, ty: GgmlType, n_blocks: usize) -> Vec<Vec<u8>> {
-        let bb = ty.block_bytes();
-        let mut sane = vec![0u8; n_blocks * bb];
-        rng.fill(&mut sane);
-        for b in sane.chunks_exact_mut(bb) {
-            for &o in scale_offsets(ty) {
-                b[o..o + 2].copy_from_slice(&rng.scale().0);
-            }
-        }
-        let mut wild = vec![0u8; n_blocks * bb];
-        rng.fill(&mut wild);
-        let mut ones = vec![0xFFu8; n_blocks * bb];
-        for b in ones.chunks_exact_mut(bb) {
-            for &o in scale_offsets(ty) {
-                b[o..o + 2].copy_from_slice(&Half::from_bits(0x7BFF).0);
-            }
-        }
-        vec![sane, wild, ones, vec![0u8; n_blocks * bb]]
-    }
-
-    /// Activation rows: quantized random values, then every quant forced to -128, 127 and
-    /// alternating extremes (with consistent Q8_K group sums).
-    fn activation_rows(rng: &mut Rng, act_ty: GgmlType, n: usize) -> Vec<Vec<u8>> {
-        let mut row = vec![0u8; act_ty.row_bytes(n).unwrap()];
-        quantize_activation(act_ty, &random_activations(rng, n), &mut row);
-        let mut rows = vec![row.clone()];
-        for q in [i8::MIN, i8::MAX, 0] {
-            let mut r = row.clone();
-            match act_ty {
-                GgmlType::Q8_0 => {
-                    for b in blocks_mut::<BlockQ8_0>(&mut r) {
-                        b.qs = std::array::from_fn(|i| if q == 0 && i % 2 == 0 { -128 } else { q });
-                    }
-                }
-                GgmlType::Q8_1 => {
-                    for b in blocks_mut::<BlockQ8_1>(&mut r) {
-                        b.qs = std::array::from_fn(|i| if q == 0 && i % 2 == 0 { -128 } else { q });
-                    }
-                }
-                _ => {
-                    for b in blocks_mut::<BlockQ8K>(&mut r) {
-                        let qs =
-                            std::array::from_fn(|i| if q == 0 && i % 2 == 0 { -128 } else { q });
-                        *b = BlockQ8K::from_quants(qs, b.d());
-                    }
-                }
-            }
-            rows.push(r);
-        }
-        rows
-    }
+    use crate::kernels::portable_kernels;
+    use crate::kernels::testing::{kernel_activation_rows, kernel_weight_rows, Rng};
 
     /// Block-32 kernels: the result is within f32 rounding of the scalar twin (whose per-block
     /// terms bound the error); super-block kernels: bit for bit.
@@ -647,8 +603,8 @@ mod tests {
             let bs = ty.block_size();
             let n = 4 * bs.max(QK_K);
             let (wb, ab) = (ty.block_bytes(), act_ty.row_bytes(bs).unwrap());
-            for w in weight_rows(&mut rng, ty, n / bs) {
-                for a in activation_rows(&mut rng, act_ty, n) {
+            for w in kernel_weight_rows(&mut rng, ty, n / bs) {
+                for a in kernel_activation_rows(&mut rng, act_ty, n) {
                     let (f, r) = (fast(n, &w, &a), scalar(n, &w, &a));
                     if bs == QK_K {
                         assert!(
@@ -687,8 +643,8 @@ mod tests {
         let mut rng = Rng::new(0x5A);
         let n = 8 * QK;
         // SAFETY (all calls below): AVX2 was detected above.
-        for w in weight_rows(&mut rng, GgmlType::Q8_0, n / QK) {
-            for a in activation_rows(&mut rng, GgmlType::Q8_0, n) {
+        for w in kernel_weight_rows(&mut rng, GgmlType::Q8_0, n / QK) {
+            for a in kernel_activation_rows(&mut rng, GgmlType::Q8_0, n) {
                 let a = blocks::<BlockQ8_0>(&a);
                 for (wb, ab) in blocks::<BlockQ8_0>(&w).iter().zip(a) {
                     let want = dot_i8(&wb.quants(), &ab.qs);
@@ -698,8 +654,8 @@ mod tests {
         }
         macro_rules! check {
             ($ty:expr, $b:ty, $act:ty, $act_ty:expr, $isum:ident) => {
-                for w in weight_rows(&mut rng, $ty, n / QK) {
-                    for a in activation_rows(&mut rng, $act_ty, n) {
+                for w in kernel_weight_rows(&mut rng, $ty, n / QK) {
+                    for a in kernel_activation_rows(&mut rng, $act_ty, n) {
                         let a = blocks::<$act>(&a);
                         for (wb, ab) in blocks::<$b>(&w).iter().zip(a) {
                             let want = dot_i8(&wb.quants(), &ab.qs);
@@ -764,8 +720,8 @@ mod tests {
             );
             let act_ty = portable_kernels(ty).unwrap().act_ty;
             let n = 2 * QK_K;
-            for w in weight_rows(&mut rng, ty, n / ty.block_size()) {
-                let acts = activation_rows(&mut rng, act_ty, n);
+            for w in kernel_weight_rows(&mut rng, ty, n / ty.block_size()) {
+                let acts = kernel_activation_rows(&mut rng, act_ty, n);
                 let a = [&acts[0][..], &acts[1][..], &acts[2][..], &acts[3][..]];
                 let mut out = [0f32; 4];
                 four(n, &w, a, &mut out);
