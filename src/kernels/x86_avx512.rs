@@ -23,8 +23,10 @@ use super::quants::block32::QK;
 use super::quants::q4_0::BlockQ4_0;
 use super::quants::q4_1::BlockQ4_1;
 use super::quants::q4_k::BlockQ4K;
+use super::quants::q4_k::ScalesK4;
 use super::quants::q5_0::BlockQ5_0;
 use super::quants::q5_1::BlockQ5_1;
+use super::quants::q5_k::BlockQ5K;
 use super::quants::q6_k::BlockQ6K;
 use super::quants::q8_0::BlockQ8_0;
 use super::quants::q8_1::BlockQ8_1;
@@ -50,6 +52,9 @@ pub fn vec_dot(ty: GgmlType) -> Option<VecDot> {
         GgmlType::Q8_0 => q8_0,
         GgmlType::Q4_1 => q4_1,
         GgmlType::Q5_1 => q5_1,
+        GgmlType::Q4_K => q4_k,
+        GgmlType::Q5_K => q5_k,
+        GgmlType::Q6_K => q6_k,
         _ => return None,
     })
 }
@@ -621,6 +626,208 @@ fn q6_k_tile_impl(w: [&[BlockQ6K]; 4], a: &[Packed4K], out: &mut [f32]) {
     store_tile(acc, out);
 }
 
+// ---- 1-row super-block kernels ----
+//
+// Per super-block, the integer part `Σ_s scale_s·(q_s·a_s)` is computed exactly in i32 lanes:
+// `vpmaddubsw` multiplies the unsigned quants (at most 63, so its i16 pair sums cannot
+// saturate) with the activation bytes, and `vpdpwssd` multiplies those i16 sums by the
+// sub-block scales (as i16) into the i32 accumulator. One exact horizontal sum per super-block
+// then feeds the scalar twin's f32 steps, super-blocks summed in order from -0.0.
+
+/// The 8 sub-block scales (bytes 0..8 of the first word) and minimums (of the second) of a
+/// Q4_K/Q5_K block: [`scale_min_k4`] for all sub-blocks at once, with word operations.
+#[inline]
+fn k4_scales_mins(s: &[u8; 12]) -> (u64, u64) {
+    const M6: u32 = 0x3F3F_3F3F;
+    const M4: u32 = 0x0F0F_0F0F;
+    const M2: u32 = 0x0303_0303;
+    let word = |i: usize| u32::from_le_bytes(s[4 * i..][..4].try_into().expect("4 bytes"));
+    let (u0, u1, u2) = (word(0), word(1), word(2));
+    let scales_hi = (u2 & M4) | (((u0 >> 6) & M2) << 4);
+    let mins_hi = ((u2 >> 4) & M4) | (((u1 >> 6) & M2) << 4);
+    (
+        u64::from(u0 & M6) | (u64::from(scales_hi) << 32),
+        u64::from(u1 & M6) | (u64::from(mins_hi) << 32),
+    )
+}
+
+/// Two f16 values (bits) widened to f32 with F16C (exact).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn f16_pair(a: Half, b: Half) -> (f32, f32) {
+    let bits = u32::from(a.to_bits()) | (u32::from(b.to_bits()) << 16);
+    let x = _mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32));
+    (_mm_cvtss_f32(x), _mm_cvtss_f32(_mm_movehdup_ps(x)))
+}
+
+/// The exact total of 8 i32 lanes.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn hsum8(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+    _mm_cvtsi128_si32(s)
+}
+
+/// The 16 lanes of a vector of i32 folded into 8 (exact).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn fold8(v: __m512i) -> __m256i {
+    _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64::<1>(v))
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn load64<T: Copy>(x: &[T]) -> __m512i {
+    const { assert!(size_of::<T>() == 1) };
+    let x = &x[..64];
+    // SAFETY: `x` is 64 readable bytes; the load is unaligned.
+    unsafe { _mm512_loadu_si512(x.as_ptr().cast()) }
+}
+
+/// 32 bytes in both halves of a vector.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn broadcast32(x: &[u8]) -> __m512i {
+    _mm512_broadcast_i64x4(load32(x[..32].try_into().expect("32 bytes")))
+}
+
+/// `[set1(a) | set1(b)]` for 16-bit lanes.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn halves16(a: i16, b: i16) -> __m512i {
+    join(_mm256_set1_epi16(a), _mm256_set1_epi16(b))
+}
+
+/// The Q8_K group sums as 16 i16 lanes.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn bsums16(a: &BlockQ8K) -> __m256i {
+    // SAFETY: `bsums` is 32 readable bytes; the load is unaligned.
+    unsafe { _mm256_loadu_si256(a.bsums.as_ptr().cast()) }
+}
+
+/// One Q4_K/Q5_K block (low nibbles `qs`, fifth bits `qh` if any) dotted with a Q8_K block:
+/// the f32 steps of `ScalesK4::dot_by`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn k4_block(sc: &ScalesK4, qs: &[u8; QK_K / 2], qh: Option<&[u8; 32]>, a: &BlockQ8K) -> f32 {
+    let (scales, mins) = k4_scales_mins(&sc.scales);
+    let scales = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(scales as i64)));
+    let shift = _mm512_setr_epi64(0, 0, 0, 0, 4, 4, 4, 4);
+    let low4 = _mm512_set1_epi8(0x0F);
+    let high = qh.map(|h| broadcast32(h));
+    let mut acc = _mm512_setzero_si512();
+    for j in 0..4 {
+        // Elements 64j..64j + 64: sub-block 2j (low nibbles), then 2j + 1 (high nibbles).
+        let q = broadcast32(&qs[32 * j..]);
+        let mut u = _mm512_and_si512(_mm512_srlv_epi64(q, shift), low4);
+        if let Some(h) = high {
+            let bits = join(
+                _mm256_set1_epi8((1u8 << (2 * j)) as i8),
+                _mm256_set1_epi8((1u8 << (2 * j + 1)) as i8),
+            );
+            let set = _mm512_test_epi8_mask(h, bits);
+            u = _mm512_mask_add_epi8(u, set, u, _mm512_set1_epi8(0x10));
+        }
+        let p = _mm512_maddubs_epi16(u, load64(&a.qs[64 * j..]));
+        let s = _mm512_permutexvar_epi16(halves16(2 * j as i16, 2 * j as i16 + 1), scales);
+        acc = _mm512_dpwssd_epi32(acc, p, s);
+    }
+    let isum = hsum8(fold8(acc));
+    // Each minimum twice, against the two group sums of its sub-block.
+    let m = _mm_cvtsi64_si128(mins as i64);
+    let m = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m, m));
+    let summs = hsum8(_mm256_madd_epi16(bsums16(a), m));
+    let (d, dmin) = f16_pair(sc.d, sc.dmin);
+    let (d, dmin) = (d * a.d(), dmin * a.d());
+    d * isum as f32 - dmin * summs as f32
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn q4_k_row(w: &[BlockQ4K], a: &[BlockQ8K]) -> f32 {
+    let mut acc = -0.0f32;
+    for (w, a) in w.iter().zip(a) {
+        acc += k4_block(&w.scales, &w.qs, None, a);
+    }
+    acc
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn q5_k_row(w: &[BlockQ5K], a: &[BlockQ8K]) -> f32 {
+    let mut acc = -0.0f32;
+    for (w, a) in w.iter().zip(a) {
+        acc += k4_block(&w.scales, &w.qs, Some(&w.qh), a);
+    }
+    acc
+}
+
+/// One Q6_K block dotted with a Q8_K block: `(d·d_a)·isum` with
+/// `isum = Σ_s scale_s·Σ u·a - 32·Σ_s scale_s·bsum_s` over the 16 sub-blocks of 16 (exact: the
+/// true total fits in i32).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn q6_k_block(w: &BlockQ6K, a: &BlockQ8K) -> f32 {
+    // SAFETY: `scales` is 16 readable bytes; the load is unaligned.
+    let sc = _mm256_cvtepi8_epi16(unsafe { _mm_loadu_si128(w.scales.as_ptr().cast()) });
+    let scales = _mm512_castsi256_si512(sc);
+    let low4 = _mm512_set1_epi8(0x0F);
+    let bits45 = _mm512_set1_epi8(0x30);
+    let mut acc = _mm512_setzero_si512();
+    for half in 0..2 {
+        let ql = load64(&w.ql[64 * half..]);
+        let qh = broadcast32(&w.qh[32 * half..]);
+        // Groups 0 and 1 of the half: low nibbles, bit pairs 0 and 2 of `qh` moved to bit 4;
+        // groups 2 and 3: high nibbles, bit pairs 4 and 6.
+        let hi01 = _mm512_sllv_epi64(qh, _mm512_setr_epi64(4, 4, 4, 4, 2, 2, 2, 2));
+        let hi23 = _mm512_srlv_epi64(qh, _mm512_setr_epi64(0, 0, 0, 0, 2, 2, 2, 2));
+        let u01 = _mm512_or_si512(_mm512_and_si512(ql, low4), _mm512_and_si512(hi01, bits45));
+        let u23 = _mm512_or_si512(
+            _mm512_and_si512(_mm512_srli_epi16::<4>(ql), low4),
+            _mm512_and_si512(hi23, bits45),
+        );
+        for (k, u) in [(2 * half, u01), (2 * half + 1, u23)] {
+            // Elements 64k..64k + 64: sub-blocks 4k..4k + 4, one per 128-bit chunk.
+            let p = _mm512_maddubs_epi16(u, load64(&a.qs[64 * k..]));
+            let k = 4 * k as i16;
+            let idx = join(
+                _mm256_set_m128i(_mm_set1_epi16(k + 1), _mm_set1_epi16(k)),
+                _mm256_set_m128i(_mm_set1_epi16(k + 3), _mm_set1_epi16(k + 2)),
+            );
+            acc = _mm512_dpwssd_epi32(acc, p, _mm512_permutexvar_epi16(idx, scales));
+        }
+    }
+    let offset = _mm256_slli_epi32::<5>(_mm256_madd_epi16(bsums16(a), sc));
+    let isum = hsum8(_mm256_sub_epi32(fold8(acc), offset));
+    let (d, _) = f16_pair(w.d, w.d);
+    (d * a.d()) * isum as f32
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn q6_k_row(w: &[BlockQ6K], a: &[BlockQ8K]) -> f32 {
+    let mut acc = -0.0f32;
+    for (w, a) in w.iter().zip(a) {
+        acc += q6_k_block(w, a);
+    }
+    acc
+}
+
+/// Safe entry points of the super-block kernels.
+macro_rules! k_entry {
+    ($name:ident, $row:ident, $w:ty) => {
+        fn $name(n: usize, w: &[u8], a: &[u8]) -> f32 {
+            let (w, a) = (blocks::<$w>(w), blocks::<BlockQ8K>(a));
+            assert!(a.len() == w.len() && w.len() * QK_K == n, "activation row");
+            // SAFETY: only handed out by `vec_dot`, whose caller checked `available`.
+            unsafe { $row(w, a) }
+        }
+    };
+}
+k_entry!(q4_k, q4_k_row, BlockQ4K);
+k_entry!(q5_k, q5_k_row, BlockQ5K);
+k_entry!(q6_k, q6_k_row, BlockQ6K);
+
 /// `R` consecutive weight rows of `nb` blocks.
 fn rows_of<W: Block, const R: usize>(nb: usize, w: &[u8]) -> [&[W]; R] {
     let row_bytes = nb * size_of::<W>();
@@ -670,6 +877,8 @@ mod tests {
         GgmlType::Q4_1,
         GgmlType::Q5_1,
     ];
+
+    const K_TYPES: [GgmlType; 3] = [GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K];
 
     fn same(a: f32, b: f32) -> bool {
         a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
@@ -734,6 +943,47 @@ mod tests {
                         assert!(same(o, want), "{ty} row {r} token {k}: tile {o} vs {want}");
                     }
                 }
+            }
+        }
+    }
+
+    /// The super-block 1-row kernels: bit for bit the scalar twin on random, tiny, negative,
+    /// wild-scale and extreme weight rows against random and extreme activations.
+    #[test]
+    fn avx512_super_block_vec_dots_equal_scalar() {
+        if !available() {
+            return;
+        }
+        let mut rng = Rng::new(0x5B);
+        for ty in K_TYPES {
+            let fast = vec_dot(ty).unwrap();
+            let scalar = scalar_vec_dot(ty).unwrap();
+            let act_ty = portable_kernels(ty).unwrap().act_ty;
+            for nb in [1, 3, 7] {
+                let n = nb * QK_K;
+                for w in kernel_weight_rows(&mut rng, ty, nb) {
+                    for a in kernel_activation_rows(&mut rng, act_ty, n) {
+                        let (f, r) = (fast(n, &w, &a), scalar(n, &w, &a));
+                        assert!(same(f, r), "{ty}: avx512 {f} vs scalar {r}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn k4_scales_mins_unpacks_every_sub_block() {
+        let mut rng = Rng::new(0x4B);
+        for _ in 0..1000 {
+            let mut s = [0u8; 12];
+            rng.fill(&mut s);
+            let (scales, mins) = k4_scales_mins(&s);
+            for j in 0..8 {
+                let (sc, m) = scale_min_k4(j, &s);
+                assert_eq!(
+                    ((scales >> (8 * j)) as u8, (mins >> (8 * j)) as u8),
+                    (sc, m)
+                );
             }
         }
     }
