@@ -7,7 +7,7 @@
 //! `GGUFD_KERNELS=portable` in the environment forces the portable (`wide`) kernels, for
 //! comparisons and bisection (`GGUFD_KERNELS=avx2` caps x86 at the AVX2 kernels).
 
-use super::{GgmlType, Tile, TypeKernels, VecDot, VecDot4, PORTABLE};
+use super::{Gemv, GgmlType, Tile, TypeKernels, VecDot, VecDot4, PORTABLE};
 use std::sync::OnceLock;
 
 /// An instruction-set level the kernels distinguish.
@@ -116,6 +116,17 @@ fn special_tile(isa: Isa, ty: GgmlType) -> Option<Tile> {
     }
 }
 
+/// The several-row single-token kernel of `ty` for `isa`, if any.
+fn special_gemv(isa: Isa, ty: GgmlType) -> Option<Gemv> {
+    match isa {
+        Isa::Portable => None,
+        #[cfg(target_arch = "x86_64")]
+        _ => super::x86::gemv(isa, ty),
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => None,
+    }
+}
+
 /// The process-wide kernel table.
 pub(super) fn table() -> &'static [TypeKernels] {
     static TABLE: OnceLock<Vec<TypeKernels>> = OnceLock::new();
@@ -128,6 +139,7 @@ pub(super) fn table() -> &'static [TypeKernels] {
                     vec_dot,
                     vec_dot4: special_vec_dot4(isa, k.ty),
                     tile: special_tile(isa, k.ty),
+                    gemv: special_gemv(isa, k.ty),
                     imp,
                     ..*k
                 },

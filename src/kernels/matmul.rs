@@ -59,10 +59,20 @@ pub fn matmul(w: MatRef, x: &[f32], n_tok: usize, y: &mut [f32]) {
     let dot = k.vec_dot;
     let n_in = w.n_in;
     if n_tok == 1 {
+        let gemv_rows = k.gemv.map_or(1, |g| g.rows);
+        let rows = rows.next_multiple_of(gemv_rows);
         y.par_chunks_mut(rows).enumerate().for_each(|(c, out)| {
             let r0 = c * rows;
-            for (i, o) in out.iter_mut().enumerate() {
-                let wr = &w.data[(r0 + i) * row_bytes..][..row_bytes];
+            let mut i = 0;
+            if let Some(g) = k.gemv {
+                while i + g.rows <= out.len() {
+                    let wr = &w.data[(r0 + i) * row_bytes..][..g.rows * row_bytes];
+                    (g.gemv)(n_in, wr, &act, &mut out[i..][..g.rows]);
+                    i += g.rows;
+                }
+            }
+            for (j, o) in out.iter_mut().enumerate().skip(i) {
+                let wr = &w.data[(r0 + j) * row_bytes..][..row_bytes];
                 *o = dot(n_in, wr, &act);
             }
         });
@@ -208,8 +218,9 @@ mod tests {
         ] {
             let k = kernels(ty).unwrap();
             let n_in = 512;
-            let n_out = 7;
-            let data: Vec<u8> = (0..2)
+            // Two whole 16-row single-token groups and a remainder.
+            let n_out = 37;
+            let data: Vec<u8> = (0..8)
                 .flat_map(|_| kernel_weight_rows(&mut rng, ty, n_in / ty.block_size()))
                 .take(n_out)
                 .flatten()

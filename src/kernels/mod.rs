@@ -52,6 +52,14 @@ pub struct Tile {
     pub tile: fn(n: usize, w: &[u8], packed: &[u8], out: &mut [f32]),
 }
 
+/// A kernel for one token against `rows` consecutive weight rows (the decode matmul):
+/// `out[r] = vec_dot(n, w_r, a)` bit for bit, the rows' independent f32 steps run side by side.
+#[derive(Clone, Copy)]
+pub struct Gemv {
+    pub rows: usize,
+    pub gemv: fn(n: usize, w: &[u8], a: &[u8], out: &mut [f32]),
+}
+
 /// The kernels of one weight type, as ggml pairs them.
 #[derive(Clone, Copy)]
 pub struct TypeKernels {
@@ -69,6 +77,8 @@ pub struct TypeKernels {
     pub vec_dot4: Option<VecDot4>,
     /// Optional: the tiled kernel for batches, used instead of `vec_dot4` when present.
     pub tile: Option<Tile>,
+    /// Optional: the several-row kernel for single tokens, used instead of `vec_dot` when present.
+    pub gemv: Option<Gemv>,
     /// Which implementation `vec_dot` is: "portable" (the `wide` kernels) or an ISA name.
     pub imp: &'static str,
 }
@@ -82,6 +92,7 @@ const fn float_entry<E: Element>(ty: GgmlType) -> TypeKernels {
         vec_dot: float::vec_dot::<E>,
         vec_dot4: None,
         tile: None,
+        gemv: None,
         imp: "portable",
     }
 }
@@ -94,6 +105,7 @@ const fn scaled32_entry<B: ScaledBlock32>(ty: GgmlType) -> TypeKernels {
         vec_dot: block32::vec_dot::<B>,
         vec_dot4: None,
         tile: None,
+        gemv: None,
         imp: "portable",
     }
 }
@@ -106,6 +118,7 @@ const fn offset32_entry<B: OffsetBlock32>(ty: GgmlType) -> TypeKernels {
         vec_dot: block32::vec_dot_offset::<B>,
         vec_dot4: None,
         tile: None,
+        gemv: None,
         imp: "portable",
     }
 }
@@ -118,6 +131,7 @@ const fn superblock_entry<B: SuperBlock>(ty: GgmlType) -> TypeKernels {
         vec_dot: superblock::vec_dot::<B>,
         vec_dot4: None,
         tile: None,
+        gemv: None,
         imp: "portable",
     }
 }

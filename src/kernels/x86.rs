@@ -36,7 +36,7 @@ pub fn avx2_available() -> bool {
 
 use super::x86_avx512;
 use crate::kernels::dispatch::Isa;
-use crate::kernels::{Tile, VecDot, VecDot4};
+use crate::kernels::{Gemv, Tile, VecDot, VecDot4};
 
 /// Whether `isa` selects the AVX-512 VNNI kernels and this CPU can run them.
 fn avx512(isa: Isa) -> bool {
@@ -95,6 +95,12 @@ pub fn vec_dot4(isa: Isa, ty: GgmlType) -> Option<VecDot4> {
 /// [`vec_dot`]).
 pub fn tile(isa: Isa, ty: GgmlType) -> Option<Tile> {
     x86_avx512::tile(ty).filter(|_| avx512(isa))
+}
+
+/// The several-row single-token kernel of a weight type at level `isa`, if there is one (same
+/// contract as [`vec_dot`]).
+pub fn gemv(isa: Isa, ty: GgmlType) -> Option<Gemv> {
+    x86_avx512::gemv(ty).filter(|_| avx512(isa))
 }
 
 macro_rules! entry4 {

@@ -32,7 +32,7 @@ use super::quants::q8_0::BlockQ8_0;
 use super::quants::q8_1::BlockQ8_1;
 use super::quants::q8_k::BlockQ8K;
 use super::quants::superblock::{scale_min_k4, QK_K};
-use super::{GgmlType, Tile, VecDot};
+use super::{Gemv, GgmlType, Tile, VecDot};
 use std::arch::x86_64::*;
 
 /// Whether this CPU can run the kernels of this module.
@@ -88,6 +88,37 @@ pub fn tile(ty: GgmlType) -> Option<Tile> {
         group_bytes,
         pack,
         tile,
+    })
+}
+
+/// Weight rows per [`Gemv`] call.
+const GEMV_ROWS: usize = 16;
+
+// The 1-token kernels gather the first 4 bytes of each block: `d`, then `m` for the Q8_1 family.
+const _: () = assert!(
+    std::mem::offset_of!(BlockQ4_0, d) == 0
+        && std::mem::offset_of!(BlockQ5_0, d) == 0
+        && std::mem::offset_of!(BlockQ8_0, d) == 0
+        && std::mem::offset_of!(BlockQ4_1, d) == 0
+        && std::mem::offset_of!(BlockQ4_1, m) == 2
+        && std::mem::offset_of!(BlockQ5_1, d) == 0
+        && std::mem::offset_of!(BlockQ5_1, m) == 2
+);
+
+/// The 16-row kernel for single tokens of a weight type, if this module has one. Only sound if
+/// [`available`].
+pub fn gemv(ty: GgmlType) -> Option<Gemv> {
+    let gemv: fn(usize, &[u8], &[u8], &mut [f32]) = match ty {
+        GgmlType::Q4_0 => q4_0_gemv,
+        GgmlType::Q5_0 => q5_0_gemv,
+        GgmlType::Q8_0 => q8_0_gemv,
+        GgmlType::Q4_1 => q4_1_gemv,
+        GgmlType::Q5_1 => q5_1_gemv,
+        _ => return None,
+    };
+    Some(Gemv {
+        rows: GEMV_ROWS,
+        gemv,
     })
 }
 
@@ -246,10 +277,14 @@ fn unpack_q5_1(w: &BlockQ5_1) -> __m256i {
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 fn sum16(v: &[__m256i; 16]) -> __m512i {
-    // z[i] = [v[2i] | v[2i+1]]; each 128-bit chunk is then summed per vector.
-    let z: [__m512i; 8] = std::array::from_fn(|i| {
-        _mm512_inserti64x4::<1>(_mm512_castsi256_si512(v[2 * i]), v[2 * i + 1])
-    });
+    sum16_joined(std::array::from_fn(|i| join(v[2 * i], v[2 * i + 1])))
+}
+
+/// [`sum16`] of the vectors `z[i] = [v[2i] | v[2i+1]]`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn sum16_joined(z: [__m512i; 8]) -> __m512i {
+    // Each 128-bit chunk is summed per vector.
     let pair = |a, b| _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
     let quad = |a, b| _mm512_add_epi32(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b));
     // Chunk c, lane j of t0: the chunk-c total of z[j] (t1: of z[4 + j]).
@@ -294,9 +329,69 @@ fn per_token(x: &[u8]) -> __m512i {
 /// (0 for the Q8_1 family, whose `m·s` term takes the f16 fields `$min` picks).
 macro_rules! block32 {
     (
-        $entry:ident, $row:ident, $tile_entry:ident, $tile:ident,
+        $entry:ident, $row:ident, $tile_entry:ident, $tile:ident, $gemv_entry:ident, $gemv:ident,
         $unpack:ident, $w:ty, $a:ty, $off:expr, $min:expr
     ) => {
+        fn $gemv_entry(n: usize, w: &[u8], a: &[u8], out: &mut [f32]) {
+            let nb = n / QK;
+            let rows = rows_of::<$w, GEMV_ROWS>(nb, w);
+            let a = blocks::<$a>(a);
+            assert!(
+                a.len() == nb && nb * QK == n && out.len() == GEMV_ROWS,
+                "gemv sizes"
+            );
+            // SAFETY: only handed out by `gemv`, whose caller checked `available`.
+            unsafe { $gemv(rows, a, out) }
+        }
+
+        /// 16 rows at once, one f32 lane per row: lane `r` runs the f32 steps of row `r`'s
+        /// `vec_dot` in the same order, while the independent rows fill the pipeline.
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+        fn $gemv(w: [&[$w]; GEMV_ROWS], a: &[$a], out: &mut [f32]) {
+            let min: Option<(fn(&$w) -> Half, fn(&$a) -> Half)> = $min;
+            // Lane r gathers the first 4 bytes of row r's block: `d`, then `m` (Q8_1 family).
+            let row_bytes = (a.len() * size_of::<$w>()) as i32;
+            let row_offsets = _mm512_mullo_epi32(
+                _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                _mm512_set1_epi32(row_bytes),
+            );
+            let base = w[0].as_ptr().cast::<u8>();
+            let zero = _mm256_setzero_si256();
+            let mut acc = _mm512_set1_ps(-0.0);
+            for (b, a) in a.iter().enumerate() {
+                let q = load32(&a.qs);
+                let q2 = _mm512_broadcast_i64x4(q);
+                let z: [__m512i; GEMV_ROWS / 2] = std::array::from_fn(|i| {
+                    let u = join($unpack(&w[2 * i][b]), $unpack(&w[2 * i + 1][b]));
+                    _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, q2)
+                });
+                let mut isum = sum16_joined(z);
+                if $off != 0 {
+                    let off = hsum8(_mm256_dpbusd_epi32(
+                        zero,
+                        _mm256_set1_epi8($off as u8 as i8),
+                        q,
+                    ));
+                    isum = _mm512_sub_epi32(isum, _mm512_set1_epi32(off));
+                }
+                // SAFETY: lane r reads 4 bytes at the start of block b of row r, inside `w[r]`
+                // (every block is longer than 4 bytes, and the rows are consecutive).
+                let words = unsafe {
+                    _mm512_i32gather_epi32::<1>(row_offsets, base.add(b * size_of::<$w>()).cast())
+                };
+                let dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(words));
+                let da = _mm512_set1_ps(a.d.to_f32());
+                let mut terms = _mm512_mul_ps(_mm512_mul_ps(dw, da), _mm512_cvtepi32_ps(isum));
+                if let Some((_, s)) = min {
+                    let m = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32::<16>(words)));
+                    terms = _mm512_add_ps(terms, _mm512_mul_ps(m, _mm512_set1_ps(s(a).to_f32())));
+                }
+                acc = _mm512_add_ps(acc, terms);
+            }
+            // SAFETY: `out` is 16 writable f32; the store is unaligned.
+            unsafe { _mm512_storeu_ps(out.as_mut_ptr(), acc) };
+        }
+
         fn $entry(n: usize, w: &[u8], a: &[u8]) -> f32 {
             let (w, a) = (blocks::<$w>(w), blocks::<$a>(a));
             assert!(a.len() == w.len() && w.len() * QK == n, "activation row");
@@ -388,6 +483,8 @@ block32!(
     q4_0_row,
     q4_0_tile,
     q4_0_tile_impl,
+    q4_0_gemv,
+    q4_0_gemv_impl,
     unpack_q4_0,
     BlockQ4_0,
     BlockQ8_0,
@@ -399,6 +496,8 @@ block32!(
     q5_0_row,
     q5_0_tile,
     q5_0_tile_impl,
+    q5_0_gemv,
+    q5_0_gemv_impl,
     unpack_q5_0,
     BlockQ5_0,
     BlockQ8_0,
@@ -410,6 +509,8 @@ block32!(
     q8_0_row,
     q8_0_tile,
     q8_0_tile_impl,
+    q8_0_gemv,
+    q8_0_gemv_impl,
     unpack_q8_0,
     BlockQ8_0,
     BlockQ8_0,
@@ -421,6 +522,8 @@ block32!(
     q4_1_row,
     q4_1_tile,
     q4_1_tile_impl,
+    q4_1_gemv,
+    q4_1_gemv_impl,
     unpack_q4_1,
     BlockQ4_1,
     BlockQ8_1,
@@ -432,6 +535,8 @@ block32!(
     q5_1_row,
     q5_1_tile,
     q5_1_tile_impl,
+    q5_1_gemv,
+    q5_1_gemv_impl,
     unpack_q5_1,
     BlockQ5_1,
     BlockQ8_1,
@@ -902,6 +1007,43 @@ mod tests {
                 for a in kernel_activation_rows(&mut rng, act_ty, n) {
                     let (f, r) = (fast(n, &w, &a), scalar(n, &w, &a));
                     assert!(same(f, r), "{ty}: avx512 {f} vs scalar {r}");
+                }
+            }
+        }
+    }
+
+    /// Every lane of the 16-row single-token kernel equals the scalar twin of its row, with the
+    /// rows drawn from the random, tiny, negative, wild-scale and extreme kinds.
+    #[test]
+    fn avx512_gemv_rows_equal_scalar() {
+        if !available() {
+            return;
+        }
+        let mut rng = Rng::new(0x6E3);
+        for ty in TYPES {
+            let (g, scalar) = (gemv(ty).unwrap(), scalar_vec_dot(ty).unwrap());
+            let act_ty = portable_kernels(ty).unwrap().act_ty;
+            for nb in [1, 2, 19] {
+                let n = nb * QK;
+                let mut pool = Vec::new();
+                while pool.len() < 2 * g.rows {
+                    pool.extend(kernel_weight_rows(&mut rng, ty, nb));
+                }
+                let order: Vec<usize> = (0..g.rows)
+                    .map(|_| rng.below(pool.len() as u64) as usize)
+                    .collect();
+                let w: Vec<u8> = order.iter().flat_map(|&i| pool[i].clone()).collect();
+                for a in kernel_activation_rows(&mut rng, act_ty, n) {
+                    let mut out = vec![0f32; g.rows];
+                    (g.gemv)(n, &w, &a, &mut out);
+                    for (r, &i) in order.iter().enumerate() {
+                        let want = scalar(n, &pool[i], &a);
+                        assert!(
+                            same(out[r], want),
+                            "{ty} row {r}: gemv {} vs scalar {want}",
+                            out[r]
+                        );
+                    }
                 }
             }
         }
