@@ -2,6 +2,7 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    ggufd::alloc::tune_for_inference();
     let cli = ggufd::cli::Cli::parse();
     match ggufd::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,

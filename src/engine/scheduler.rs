@@ -170,16 +170,6 @@ impl Job {
     }
 }
 
-/// Hands the pages freed by finished sequences back to the OS; glibc otherwise keeps them in its
-/// arenas and an idle daemon's resident memory would stay at its peak.
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks the allocator's own free lists.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 /// One request in flight.
 struct Active {
     job: Job,
@@ -230,7 +220,8 @@ impl Worker {
         loop {
             // Block for work only when idle; otherwise take whatever has arrived.
             if active.is_empty() && queue.is_empty() {
-                release_freed_memory();
+                // An idle daemon returns the memory of finished sequences.
+                crate::alloc::release_freed_memory();
                 match jobs.recv() {
                     Ok(job) => queue.push_back(job),
                     Err(_) => return,
