@@ -4,7 +4,8 @@
 //!   kernel the dispatcher selected on this CPU, the portable (`wide`) one and the scalar
 //!   reference twin.
 //! - `matmul/<type>/<tokens>`: a 896 × 4864 matrix (Qwen2.5-0.5B's FFN shape) times 1 token
-//!   (decode) and 128 tokens (prefill), on the compute pool, as the forward pass calls it.
+//!   (decode: the several-row kernel where the CPU has one) and 128 tokens (prefill: the tiles),
+//!   on the compute pool, as the forward pass calls it.
 //!
 //! Quantized weights are random bytes: every bit pattern is a valid block, and the kernels'
 //! time does not depend on the values (integer SIMD, f16 scales that cannot make f32
@@ -119,6 +120,7 @@ fn matmuls(c: &mut Criterion) {
     for ty in [
         GgmlType::Q4_1,
         GgmlType::Q5_0,
+        GgmlType::Q8_0,
         GgmlType::Q4_K,
         GgmlType::Q6_K,
     ] {

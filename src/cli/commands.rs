@@ -46,8 +46,9 @@ fn tokenizer_of(file: &GgufFile) -> anyhow::Result<Tokenizer> {
     Ok(tok)
 }
 
-/// The model's tokenizer, checked against the model's vocabulary.
-pub fn load_tokenizer(model: &Model) -> anyhow::Result<Tokenizer> {
+/// The model's tokenizer, checked against the model's vocabulary. The metadata's copy of the
+/// vocabulary is released once the tokenizer holds it.
+pub fn load_tokenizer(model: &mut Model) -> anyhow::Result<Tokenizer> {
     let tok = tokenizer_of(&model.file)?;
     if tok.vocab_size() > model.n_vocab() {
         bail!(
@@ -56,7 +57,15 @@ pub fn load_tokenizer(model: &Model) -> anyhow::Result<Tokenizer> {
             model.n_vocab()
         );
     }
+    release_vocabulary(model);
     Ok(tok)
+}
+
+/// Drops the metadata's vocabulary arrays (see `Metadata::release_vocabulary`) and returns
+/// their memory to the OS.
+pub fn release_vocabulary(model: &mut Model) {
+    model.file.metadata.release_vocabulary();
+    crate::alloc::release_freed_memory();
 }
 
 fn set_context(model: &mut Model, ctx_size: Option<usize>) -> anyhow::Result<()> {
@@ -76,7 +85,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     init_threads(&args.threads)?;
     let mut model = load_model(&args.model)?;
     set_context(&mut model, args.ctx_size)?;
-    let tok = load_tokenizer(&model)?;
+    let tok = load_tokenizer(&mut model)?;
     let seed = args.seed.unwrap_or_else(rand::random);
     let params = SamplingParams {
         temperature: args.temperature,

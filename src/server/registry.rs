@@ -112,6 +112,9 @@ impl ServedModel {
         if !tokenizer.can_encode() || tokenizer.vocab_size() > model.n_vocab() {
             anyhow::bail!("{} has no usable tokenizer", path.display());
         }
+        // The tokenizer holds the vocabulary now; the metadata's copy is tens of MiB.
+        model.file.metadata.release_vocabulary();
+        crate::alloc::release_freed_memory();
         if source.mlock {
             lock_model(&model, path)?;
         }
