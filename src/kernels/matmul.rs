@@ -65,11 +65,9 @@ pub fn matmul(w: MatRef, x: &[f32], n_tok: usize, y: &mut [f32]) {
             let r0 = c * rows;
             let mut i = 0;
             if let Some(g) = k.gemv {
-                while i + g.rows <= out.len() {
-                    let wr = &w.data[(r0 + i) * row_bytes..][..g.rows * row_bytes];
-                    (g.gemv)(n_in, wr, &act, &mut out[i..][..g.rows]);
-                    i += g.rows;
-                }
+                i = out.len() - out.len() % g.rows;
+                let wr = &w.data[r0 * row_bytes..][..i * row_bytes];
+                (g.gemv)(n_in, wr, &act, &mut out[..i]);
             }
             for (j, o) in out.iter_mut().enumerate().skip(i) {
                 let wr = &w.data[(r0 + j) * row_bytes..][..row_bytes];

@@ -52,8 +52,9 @@ pub struct Tile {
     pub tile: fn(n: usize, w: &[u8], packed: &[u8], out: &mut [f32]),
 }
 
-/// A kernel for one token against `rows` consecutive weight rows (the decode matmul):
-/// `out[r] = vec_dot(n, w_r, a)` bit for bit, the rows' independent f32 steps run side by side.
+/// A kernel for one token against consecutive weight rows, in groups of `rows` (the decode
+/// matmul): `out[r] = vec_dot(n, w_r, a)` bit for bit for every row of `w` (`out.len()` rows, a
+/// multiple of `rows`), the independent f32 steps of a group's rows run side by side.
 #[derive(Clone, Copy)]
 pub struct Gemv {
     pub rows: usize,
