@@ -1006,8 +1006,9 @@ mod tests {
         a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
     }
 
-    /// Bit for bit the scalar twin, on random, wild-scale, all-ones and zero weights against
-    /// random and extreme activations; 37 blocks exercise a partial chunk of 16.
+    /// The 1-row kernels, bit for bit the scalar twin on random, tiny, negative, wild-scale
+    /// and extreme weight rows against random and extreme activations; 37 blocks of 32
+    /// exercise a partial chunk of 16.
     #[test]
     fn avx512_vec_dots_equal_scalar() {
         if !available() {
@@ -1015,15 +1016,22 @@ mod tests {
             return;
         }
         let mut rng = Rng::new(0x512);
-        for ty in TYPES {
+        for ty in TYPES.into_iter().chain(K_TYPES) {
             let fast = vec_dot(ty).unwrap();
             let scalar = scalar_vec_dot(ty).unwrap();
             let act_ty = portable_kernels(ty).unwrap().act_ty;
-            let n = 37 * QK;
-            for w in kernel_weight_rows(&mut rng, ty, n / QK) {
-                for a in kernel_activation_rows(&mut rng, act_ty, n) {
-                    let (f, r) = (fast(n, &w, &a), scalar(n, &w, &a));
-                    assert!(same(f, r), "{ty}: avx512 {f} vs scalar {r}");
+            let block_counts: &[usize] = if ty.block_size() == QK {
+                &[37]
+            } else {
+                &[1, 3, 7]
+            };
+            for &nb in block_counts {
+                let n = nb * ty.block_size();
+                for w in kernel_weight_rows(&mut rng, ty, nb) {
+                    for a in kernel_activation_rows(&mut rng, act_ty, n) {
+                        let (f, r) = (fast(n, &w, &a), scalar(n, &w, &a));
+                        assert!(same(f, r), "{ty}: avx512 {f} vs scalar {r}");
+                    }
                 }
             }
         }
@@ -1101,30 +1109,6 @@ mod tests {
                     for (k, a) in acts.iter().enumerate() {
                         let (o, want) = (out[r * t.tokens + k], dot(n, w, a));
                         assert!(same(o, want), "{ty} row {r} token {k}: tile {o} vs {want}");
-                    }
-                }
-            }
-        }
-    }
-
-    /// The super-block 1-row kernels: bit for bit the scalar twin on random, tiny, negative,
-    /// wild-scale and extreme weight rows against random and extreme activations.
-    #[test]
-    fn avx512_super_block_vec_dots_equal_scalar() {
-        if !available() {
-            return;
-        }
-        let mut rng = Rng::new(0x5B);
-        for ty in K_TYPES {
-            let fast = vec_dot(ty).unwrap();
-            let scalar = scalar_vec_dot(ty).unwrap();
-            let act_ty = portable_kernels(ty).unwrap().act_ty;
-            for nb in [1, 3, 7] {
-                let n = nb * QK_K;
-                for w in kernel_weight_rows(&mut rng, ty, nb) {
-                    for a in kernel_activation_rows(&mut rng, act_ty, n) {
-                        let (f, r) = (fast(n, &w, &a), scalar(n, &w, &a));
-                        assert!(same(f, r), "{ty}: avx512 {f} vs scalar {r}");
                     }
                 }
             }
