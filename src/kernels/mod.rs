@@ -14,6 +14,7 @@ pub mod simd;
 #[cfg(test)]
 mod testing;
 pub mod threads;
+pub mod vector;
 #[cfg(target_arch = "x86_64")]
 pub mod x86;
 #[cfg(target_arch = "x86_64")]

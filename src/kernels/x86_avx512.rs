@@ -950,6 +950,87 @@ k_entry!(q4_k, q4_k_row, BlockQ4K);
 k_entry!(q5_k, q5_k_row, BlockQ5K);
 k_entry!(q6_k, q6_k_row, BlockQ6K);
 
+// ---- f32 vector operations (see `super::vector`) ----
+
+/// Elements per step of [`super::quants::float::dot_f32`]: its four 8-lane accumulators.
+const F32_STEP: usize = 32;
+
+/// [`super::quants::float::dot_f32`] 16 lanes at a time, bit for bit: its four 8-lane accumulators are held
+/// two to a register, products and sums unfused as in the portable build, and the final
+/// reduction is the portable one. Only handed out by `vector` after [`available`].
+pub fn dot_f32(x: &[f32], y: &[f32]) -> f32 {
+    // SAFETY: see above.
+    unsafe { dot_f32_impl(x, y) }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn dot_f32_impl(x: &[f32], y: &[f32]) -> f32 {
+    let n = x.len().min(y.len());
+    let whole = n - n % F32_STEP;
+    let (mut acc01, mut acc23) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+    for (x, y) in x[..whole]
+        .chunks_exact(F32_STEP)
+        .zip(y[..whole].chunks_exact(F32_STEP))
+    {
+        // SAFETY: each chunk is 32 readable f32; the loads are unaligned.
+        let [x0, x1, y0, y1] = unsafe {
+            [
+                _mm512_loadu_ps(x.as_ptr()),
+                _mm512_loadu_ps(x.as_ptr().add(16)),
+                _mm512_loadu_ps(y.as_ptr()),
+                _mm512_loadu_ps(y.as_ptr().add(16)),
+            ]
+        };
+        acc01 = _mm512_add_ps(acc01, _mm512_mul_ps(x0, y0));
+        acc23 = _mm512_add_ps(acc23, _mm512_mul_ps(x1, y1));
+    }
+    let halves = |v: __m512| {
+        let high = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
+        _mm256_add_ps(_mm512_castps512_ps256(v), high)
+    };
+    // (acc0 + acc1) + (acc2 + acc3), then the portable reduction of those 8 lanes.
+    let mut lanes = [0f32; 8];
+    // SAFETY: `lanes` is 8 writable f32; the store is unaligned.
+    unsafe {
+        _mm256_storeu_ps(
+            lanes.as_mut_ptr(),
+            _mm256_add_ps(halves(acc01), halves(acc23)),
+        )
+    };
+    let mut sum = wide::f32x8::new(lanes).reduce_add();
+    for (&x, &y) in x[whole..n].iter().zip(&y[whole..n]) {
+        sum += x * y;
+    }
+    sum
+}
+
+/// [`super::vector::portable_axpy`] 16 lanes at a time (elementwise, so bit for bit).
+pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    // SAFETY: only handed out by `vector` after [`available`].
+    unsafe { axpy_impl(a, x, y) }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn axpy_impl(a: f32, x: &[f32], y: &mut [f32]) {
+    let n = x.len().min(y.len());
+    let whole = n - n % 16;
+    let av = _mm512_set1_ps(a);
+    for (x, y) in x[..whole]
+        .chunks_exact(16)
+        .zip(y[..whole].chunks_exact_mut(16))
+    {
+        // SAFETY: both chunks are 16 f32 (`y` writable); the accesses are unaligned.
+        unsafe {
+            let sum = _mm512_add_ps(
+                _mm512_loadu_ps(y.as_ptr()),
+                _mm512_mul_ps(av, _mm512_loadu_ps(x.as_ptr())),
+            );
+            _mm512_storeu_ps(y.as_mut_ptr(), sum);
+        }
+    }
+    super::vector::portable_axpy(a, &x[whole..n], &mut y[whole..n]);
+}
+
 /// `R` consecutive weight rows of `nb` blocks.
 fn rows_of<W: Block, const R: usize>(nb: usize, w: &[u8]) -> [&[W]; R] {
     let row_bytes = nb * size_of::<W>();
@@ -988,6 +1069,7 @@ fn store_tile(acc: [__m512; G], out: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::quants::float;
     use crate::kernels::testing::Rng;
     use crate::kernels::testing::{kernel_activation_rows, kernel_weight_rows};
     use crate::kernels::{portable_kernels, scalar_vec_dot};
@@ -1110,6 +1192,40 @@ mod tests {
                         let (o, want) = (out[r * t.tokens + k], dot(n, w, a));
                         assert!(same(o, want), "{ty} row {r} token {k}: tile {o} vs {want}");
                     }
+                }
+            }
+        }
+    }
+
+    /// The attention vector operations equal their portable twins bit for bit, over lengths
+    /// with and without a tail and values from tiny to huge, infinities and NaN included.
+    #[test]
+    fn avx512_vector_ops_equal_portable() {
+        if !available() {
+            return;
+        }
+        let mut rng = Rng::new(0xF32);
+        let special = [0.0, -0.0, 1e-40, -3e38, 3e38, f32::INFINITY, f32::NAN, 1.0];
+        for n in [0, 1, 15, 16, 31, 32, 33, 64, 256, 1000] {
+            for trial in 0..6 {
+                let value = |rng: &mut Rng| {
+                    let u = (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+                    match trial {
+                        0..=2 => u * 10f32.powi(trial * 6 - 6),
+                        3 => u * 1e30,
+                        _ => special[rng.below(special.len() as u64) as usize],
+                    }
+                };
+                let x: Vec<f32> = (0..n).map(|_| value(&mut rng)).collect();
+                let y: Vec<f32> = (0..n).map(|_| value(&mut rng)).collect();
+                let (fast, twin) = (dot_f32(&x, &y), float::dot_f32(&x, &y));
+                assert!(same(fast, twin), "dot n={n}: {fast} vs {twin}");
+                let a = value(&mut rng);
+                let (mut fast, mut twin) = (y.clone(), y.clone());
+                axpy(a, &x, &mut fast);
+                crate::kernels::vector::portable_axpy(a, &x, &mut twin);
+                for (f, t) in fast.iter().zip(&twin) {
+                    assert!(same(*f, *t), "axpy n={n}: {f} vs {t}");
                 }
             }
         }

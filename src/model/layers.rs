@@ -5,7 +5,7 @@
 //! built by repeated multiplication, GELU through an f16 table).
 
 use super::batch::Batch;
-use crate::kernels::quants::float::dot_f32;
+use crate::kernels::vector::{axpy, dot_f32};
 use half::f16;
 use rayon::prelude::*;
 use std::sync::OnceLock;
@@ -288,9 +288,7 @@ pub fn causal_attention_with_sinks(
                     oh.fill(0.0);
                     for (j, &p) in scores.iter().enumerate() {
                         let vr = &values[(first + j) * kv_width + kvh * hd..][..hd];
-                        for (o, &x) in oh.iter_mut().zip(vr) {
-                            *o += p * x;
-                        }
+                        axpy(p, vr, oh);
                     }
                 }
             });
