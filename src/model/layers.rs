@@ -272,23 +272,33 @@ pub fn causal_attention_with_sinks(
             .for_each(|(i, (o_row, q_row))| {
                 let pos = n_past + i;
                 let first = shape.window.map_or(0, |w| (pos + 1).saturating_sub(w));
-                let mut scores = vec![0f32; pos + 1 - first];
-                for h in 0..shape.n_head {
-                    let kvh = h / group;
-                    let qh = &q_row[h * hd..(h + 1) * hd];
-                    for (j, s) in scores.iter_mut().enumerate() {
+                let len = pos + 1 - first;
+                // scores: [group, len] for the query heads that share one KV head, so each key
+                // and value row is read once for all of them.
+                let mut scores = vec![0f32; group * len];
+                for kvh in 0..shape.n_head_kv {
+                    let heads = kvh * group..(kvh + 1) * group;
+                    for j in 0..len {
                         let kr = &keys[(first + j) * kv_width + kvh * hd..][..hd];
-                        *s = dot_f32(qh, kr) * shape.scale;
+                        for (g, h) in heads.clone().enumerate() {
+                            let qh = &q_row[h * hd..(h + 1) * hd];
+                            scores[g * len + j] = dot_f32(qh, kr) * shape.scale;
+                        }
                     }
-                    match sinks {
-                        None => softmax_in_place(&mut scores),
-                        Some(s) => softmax_with_sink_in_place(&mut scores, s[h]),
+                    for (s, h) in scores.chunks_exact_mut(len).zip(heads) {
+                        match sinks {
+                            None => softmax_in_place(s),
+                            Some(sinks) => softmax_with_sink_in_place(s, sinks[h]),
+                        }
                     }
-                    let oh = &mut o_row[h * hd..(h + 1) * hd];
-                    oh.fill(0.0);
-                    for (j, &p) in scores.iter().enumerate() {
+                    // The group's heads are consecutive in the output row.
+                    let o = &mut o_row[kvh * group * hd..][..group * hd];
+                    o.fill(0.0);
+                    for j in 0..len {
                         let vr = &values[(first + j) * kv_width + kvh * hd..][..hd];
-                        axpy(p, vr, oh);
+                        for (g, oh) in o.chunks_exact_mut(hd).enumerate() {
+                            axpy(scores[g * len + j], vr, oh);
+                        }
                     }
                 }
             });
