@@ -31,7 +31,7 @@ use super::quants::q6_k::BlockQ6K;
 use super::quants::q8_0::BlockQ8_0;
 use super::quants::q8_1::BlockQ8_1;
 use super::quants::q8_k::BlockQ8K;
-use super::quants::superblock::{scale_min_k4, QK_K};
+use super::quants::superblock::QK_K;
 use super::{Gemv, GgmlType, Tile, VecDot};
 use std::arch::x86_64::*;
 
@@ -465,7 +465,7 @@ macro_rules! block32 {
         fn $tile(w: [&[$w]; 4], a: &[Packed4], out: &mut [f32]) {
             let min: Option<(fn(&$w) -> Half, fn(&$a) -> Half)> = $min;
             let nb = w[0].len();
-            let groups: [&[Packed4]; G] = std::array::from_fn(|j| &a[j * nb..][..nb]);
+            let groups = token_groups(a, nb);
             let mut acc = [_mm512_set1_ps(-0.0); G];
             for b in 0..nb {
                 let u: [__m256i; 4] = std::array::from_fn(|r| $unpack(&w[r][b]));
@@ -637,14 +637,19 @@ fn q4_k_tile(n: usize, w: &[u8], packed: &[u8], out: &mut [f32]) {
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 fn q4_k_tile_impl(w: [&[BlockQ4K]; 4], a: &[Packed4K], out: &mut [f32]) {
     let nb = w[0].len();
-    let groups: [&[Packed4K]; G] = std::array::from_fn(|j| &a[j * nb..][..nb]);
+    let groups = token_groups(a, nb);
     let low4 = _mm256_set1_epi8(0x0F);
     let mut acc = [_mm512_set1_ps(-0.0); G];
     for b in 0..nb {
         let w: [&BlockQ4K; 4] = w.map(|w| &w[b]);
-        let sc_min = w.map(|w| std::array::from_fn(|s| scale_min_k4(s, &w.scales.scales)));
-        let scales: [[i32; 8]; 4] = sc_min.map(|r: [(u8, u8); 8]| r.map(|(sc, _)| i32::from(sc)));
-        let mins: [[i32; 8]; 4] = sc_min.map(|r| r.map(|(_, m)| i32::from(m)));
+        let (mut scales, mut mins) = ([[0i32; 8]; 4], [[0i32; 8]; 4]);
+        for r in 0..4 {
+            let (sc, m) = k4_scales_mins(&w[r].scales.scales);
+            for s in 0..8 {
+                scales[r][s] = i32::from((sc >> (8 * s)) as u8);
+                mins[r][s] = i32::from((m >> (8 * s)) as u8);
+            }
+        }
         let mut isum = [_mm512_setzero_si512(); G];
         for j in 0..4 {
             let q = w.map(|w| load32(w.qs[32 * j..][..32].try_into().expect("32 bytes")));
@@ -717,7 +722,7 @@ fn q6_k_tile(n: usize, w: &[u8], packed: &[u8], out: &mut [f32]) {
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 fn q6_k_tile_impl(w: [&[BlockQ6K]; 4], a: &[Packed4K], out: &mut [f32]) {
     let nb = w[0].len();
-    let groups: [&[Packed4K]; G] = std::array::from_fn(|j| &a[j * nb..][..nb]);
+    let groups = token_groups(a, nb);
     let mut acc = [_mm512_set1_ps(-0.0); G];
     for b in 0..nb {
         let w: [&BlockQ6K; 4] = w.map(|w| &w[b]);
@@ -757,7 +762,7 @@ fn q6_k_tile_impl(w: [&[BlockQ6K]; 4], a: &[Packed4K], out: &mut [f32]) {
 // then feeds the scalar twin's f32 steps, super-blocks summed in order from -0.0.
 
 /// The 8 sub-block scales (bytes 0..8 of the first word) and minimums (of the second) of a
-/// Q4_K/Q5_K block: [`scale_min_k4`] for all sub-blocks at once, with word operations.
+/// Q4_K/Q5_K block: [`super::quants::superblock::scale_min_k4`] for all sub-blocks at once, with word operations.
 #[inline]
 fn k4_scales_mins(s: &[u8; 12]) -> (u64, u64) {
     const M6: u32 = 0x3F3F_3F3F;
@@ -1031,6 +1036,15 @@ fn axpy_impl(a: f32, x: &[f32], y: &mut [f32]) {
     super::vector::portable_axpy(a, &x[whole..n], &mut y[whole..n]);
 }
 
+/// The `G` groups of packed activation blocks of a tile, `nb` blocks each. Not built with
+/// `array::from_fn` inside the kernels: a closure there inherits their target features, so it
+/// cannot be inlined into `from_fn`, and the out-of-line calls cost a tenth of the prefill time.
+#[inline(always)]
+fn token_groups<P>(a: &[P], nb: usize) -> [&[P]; G] {
+    let mut groups = a.chunks_exact(nb);
+    [(); G].map(|()| groups.next().expect("G groups of blocks"))
+}
+
 /// `R` consecutive weight rows of `nb` blocks.
 fn rows_of<W: Block, const R: usize>(nb: usize, w: &[u8]) -> [&[W]; R] {
     let row_bytes = nb * size_of::<W>();
@@ -1070,6 +1084,7 @@ fn store_tile(acc: [__m512; G], out: &mut [f32]) {
 mod tests {
     use super::*;
     use crate::kernels::quants::float;
+    use crate::kernels::quants::superblock::scale_min_k4;
     use crate::kernels::testing::Rng;
     use crate::kernels::testing::{kernel_activation_rows, kernel_weight_rows};
     use crate::kernels::{portable_kernels, scalar_vec_dot};
