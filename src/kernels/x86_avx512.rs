@@ -762,7 +762,8 @@ fn q6_k_tile_impl(w: [&[BlockQ6K]; 4], a: &[Packed4K], out: &mut [f32]) {
 // then feeds the scalar twin's f32 steps, super-blocks summed in order from -0.0.
 
 /// The 8 sub-block scales (bytes 0..8 of the first word) and minimums (of the second) of a
-/// Q4_K/Q5_K block: [`super::quants::superblock::scale_min_k4`] for all sub-blocks at once, with word operations.
+/// Q4_K/Q5_K block: [`super::quants::superblock::scale_min_k4`] for all sub-blocks at once,
+/// with word operations.
 #[inline]
 fn k4_scales_mins(s: &[u8; 12]) -> (u64, u64) {
     const M6: u32 = 0x3F3F_3F3F;
