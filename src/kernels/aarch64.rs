@@ -110,7 +110,9 @@ mod tests {
     use crate::kernels::portable_kernels;
     use crate::kernels::quants::superblock::QK_K;
     use crate::kernels::simd::scalar::dot_i8;
-    use crate::kernels::testing::{kernel_activation_rows, kernel_weight_rows, Rng};
+    use crate::kernels::testing::{
+        assert_four_rows_equal_one, kernel_activation_rows, kernel_weight_rows, same_f32, Rng,
+    };
 
     const TYPES: [GgmlType; 11] = {
         use GgmlType as T;
@@ -139,10 +141,6 @@ mod tests {
         l
     }
 
-    fn same(f: f32, r: f32) -> bool {
-        f.to_bits() == r.to_bits() || (f.is_nan() && r.is_nan())
-    }
-
     /// Every kernel at every level equals its scalar twin bit for bit, on random, wild
     /// (NaN/inf/subnormal scales) and extreme blocks.
     #[test]
@@ -157,7 +155,7 @@ mod tests {
                 for w in kernel_weight_rows(&mut rng, ty, n / ty.block_size()) {
                     for a in kernel_activation_rows(&mut rng, act_ty, n) {
                         let (f, r) = (fast(n, &w, &a), scalar(n, &w, &a));
-                        assert!(same(f, r), "{ty} {name}: {f} vs scalar {r}");
+                        assert!(same_f32(f, r), "{ty} {name}: {f} vs scalar {r}");
                     }
                 }
             }
@@ -171,17 +169,7 @@ mod tests {
             let mut rng = Rng::new(0x44);
             for ty in TYPES {
                 let (one, four) = (vec_dot(isa, ty).unwrap().0, vec_dot4(isa, ty).unwrap());
-                let act_ty = portable_kernels(ty).unwrap().act_ty;
-                let n = 2 * QK_K;
-                for w in kernel_weight_rows(&mut rng, ty, n / ty.block_size()) {
-                    let acts = kernel_activation_rows(&mut rng, act_ty, n);
-                    let a = [&acts[0][..], &acts[1][..], &acts[2][..], &acts[3][..]];
-                    let mut out = [0f32; 4];
-                    four(n, &w, a, &mut out);
-                    for (o, a) in out.iter().zip(a) {
-                        assert!(same(*o, one(n, &w, a)), "{ty} {isa:?}");
-                    }
-                }
+                assert_four_rows_equal_one(&mut rng, ty, one, four, isa.name());
             }
         }
     }
@@ -245,7 +233,7 @@ mod tests {
                         let w_r = &w[r * row_bytes..][..row_bytes];
                         for (t, a) in a.iter().enumerate() {
                             let want = one(n, w_r, a);
-                            assert!(same(out[4 * r + t], want), "{ty} row {r} token {t}");
+                            assert!(same_f32(out[4 * r + t], want), "{ty} row {r} token {t}");
                         }
                     }
                 }

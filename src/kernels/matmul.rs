@@ -196,8 +196,7 @@ pub fn dequantize_row(w: MatRef, row: usize, dst: &mut [f32]) {
 #[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
     use super::*;
-    use crate::kernels::testing::kernel_weight_rows;
-    use crate::kernels::testing::{random_activations, Rng};
+    use crate::kernels::testing::{kernel_weight_rows, random_activations, same_f32, Rng};
 
     /// Every output equals `vec_dot` of its pair, with leftover rows (not a whole tile) and
     /// token counts that leave partial tiles.
@@ -242,7 +241,7 @@ mod tests {
                         let want = (k.vec_dot)(n_in, &data[r * row_bytes..][..row_bytes], &a);
                         let got = y[t * n_out + r];
                         assert!(
-                            got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                            same_f32(got, want),
                             "{ty} token {t} row {r}: {got} vs {want}"
                         );
                     }

@@ -287,3 +287,31 @@ pub fn kernel_activation_rows(rng: &mut Rng, act_ty: GgmlType, n: usize) -> Vec<
     }
     rows
 }
+
+/// Bit-equal, or both NaN (a kernel may not choose between NaN payloads).
+pub fn same_f32(a: f32, b: f32) -> bool {
+    a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
+}
+
+/// Checks that a four-row kernel gives exactly its one-row kernel's result for each activation
+/// row, over every kind of weight row and four activation rows of two super-blocks.
+pub fn assert_four_rows_equal_one(
+    rng: &mut Rng,
+    ty: GgmlType,
+    one: super::VecDot,
+    four: super::VecDot4,
+    level: &str,
+) {
+    let act_ty = super::portable_kernels(ty).expect("a weight type").act_ty;
+    let n = 2 * super::quants::superblock::QK_K;
+    for w in kernel_weight_rows(rng, ty, n / ty.block_size()) {
+        let acts = kernel_activation_rows(rng, act_ty, n);
+        let a = [&acts[0][..], &acts[1][..], &acts[2][..], &acts[3][..]];
+        let mut out = [0f32; 4];
+        four(n, &w, a, &mut out);
+        for (o, a) in out.iter().zip(a) {
+            let r = one(n, &w, a);
+            assert!(same_f32(*o, r), "{ty} {level}: four-row {o} vs one-row {r}");
+        }
+    }
+}

@@ -580,7 +580,9 @@ const _: () = assert!(QK == 32);
 pub(super) mod tests {
     use super::*;
     use crate::kernels::portable_kernels;
-    use crate::kernels::testing::{kernel_activation_rows, kernel_weight_rows, Rng};
+    use crate::kernels::testing::{
+        assert_four_rows_equal_one, kernel_activation_rows, kernel_weight_rows, same_f32, Rng,
+    };
 
     /// Block-32 kernels: the result is within f32 rounding of the scalar twin (whose per-block
     /// terms bound the error); super-block kernels: bit for bit.
@@ -613,10 +615,7 @@ pub(super) mod tests {
                 for a in kernel_activation_rows(&mut rng, act_ty, n) {
                     let (f, r) = (fast(n, &w, &a), scalar(n, &w, &a));
                     if bs == QK_K {
-                        assert!(
-                            f.to_bits() == r.to_bits() || (f.is_nan() && r.is_nan()),
-                            "{ty}: avx2 {f} vs scalar {r}"
-                        );
+                        assert!(same_f32(f, r), "{ty}: avx2 {f} vs scalar {r}");
                         continue;
                     }
                     let bound: f32 = w
@@ -724,21 +723,7 @@ pub(super) mod tests {
                 vec_dot(Isa::Avx2, ty).unwrap().0,
                 vec_dot4(Isa::Avx2, ty).unwrap(),
             );
-            let act_ty = portable_kernels(ty).unwrap().act_ty;
-            let n = 2 * QK_K;
-            for w in kernel_weight_rows(&mut rng, ty, n / ty.block_size()) {
-                let acts = kernel_activation_rows(&mut rng, act_ty, n);
-                let a = [&acts[0][..], &acts[1][..], &acts[2][..], &acts[3][..]];
-                let mut out = [0f32; 4];
-                four(n, &w, a, &mut out);
-                for (o, a) in out.iter().zip(a) {
-                    let r = one(n, &w, a);
-                    assert!(
-                        o.to_bits() == r.to_bits() || (o.is_nan() && r.is_nan()),
-                        "{ty}"
-                    );
-                }
-            }
+            assert_four_rows_equal_one(&mut rng, ty, one, four, "avx2");
         }
     }
 }

@@ -1095,8 +1095,7 @@ mod tests {
     use super::*;
     use crate::kernels::quants::float;
     use crate::kernels::quants::superblock::scale_min_k4;
-    use crate::kernels::testing::Rng;
-    use crate::kernels::testing::{kernel_activation_rows, kernel_weight_rows};
+    use crate::kernels::testing::{kernel_activation_rows, kernel_weight_rows, same_f32, Rng};
     use crate::kernels::{portable_kernels, scalar_vec_dot};
 
     const TYPES: [GgmlType; 5] = [
@@ -1108,10 +1107,6 @@ mod tests {
     ];
 
     const K_TYPES: [GgmlType; 3] = [GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K];
-
-    fn same(a: f32, b: f32) -> bool {
-        a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
-    }
 
     /// The 1-row kernels, bit for bit the scalar twin on random, tiny, negative, wild-scale
     /// and extreme weight rows against random and extreme activations; 37 blocks of 32
@@ -1137,7 +1132,7 @@ mod tests {
                 for w in kernel_weight_rows(&mut rng, ty, nb) {
                     for a in kernel_activation_rows(&mut rng, act_ty, n) {
                         let (f, r) = (fast(n, &w, &a), scalar(n, &w, &a));
-                        assert!(same(f, r), "{ty}: avx512 {f} vs scalar {r}");
+                        assert!(same_f32(f, r), "{ty}: avx512 {f} vs scalar {r}");
                     }
                 }
             }
@@ -1172,7 +1167,7 @@ mod tests {
                     for (r, &i) in order.iter().enumerate() {
                         let want = scalar(n, &pool[i], &a);
                         assert!(
-                            same(out[r], want),
+                            same_f32(out[r], want),
                             "{ty} row {r}: gemv {} vs scalar {want}",
                             out[r]
                         );
@@ -1215,7 +1210,10 @@ mod tests {
                 for (r, w) in rows.iter().enumerate() {
                     for (k, a) in acts.iter().enumerate() {
                         let (o, want) = (out[r * t.tokens + k], dot(n, w, a));
-                        assert!(same(o, want), "{ty} row {r} token {k}: tile {o} vs {want}");
+                        assert!(
+                            same_f32(o, want),
+                            "{ty} row {r} token {k}: tile {o} vs {want}"
+                        );
                     }
                 }
             }
@@ -1244,13 +1242,13 @@ mod tests {
                 let x: Vec<f32> = (0..n).map(|_| value(&mut rng)).collect();
                 let y: Vec<f32> = (0..n).map(|_| value(&mut rng)).collect();
                 let (fast, twin) = (dot_f32(&x, &y), float::dot_f32(&x, &y));
-                assert!(same(fast, twin), "dot n={n}: {fast} vs {twin}");
+                assert!(same_f32(fast, twin), "dot n={n}: {fast} vs {twin}");
                 let a = value(&mut rng);
                 let (mut fast, mut twin) = (y.clone(), y.clone());
                 axpy(a, &x, &mut fast);
                 crate::kernels::vector::portable_axpy(a, &x, &mut twin);
                 for (f, t) in fast.iter().zip(&twin) {
-                    assert!(same(*f, *t), "axpy n={n}: {f} vs {t}");
+                    assert!(same_f32(*f, *t), "axpy n={n}: {f} vs {t}");
                 }
             }
         }
