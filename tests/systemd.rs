@@ -385,6 +385,36 @@ fn ready_addr(path: &Path, child: &mut Guard) -> String {
     }
 }
 
+/// A daemon started with `--ready-file` under a fake NOTIFY_SOCKET, past READY=1, with a
+/// channel and an Inference client connected to it.
+struct ReadyDaemon {
+    notify: Notify,
+    child: Guard,
+    channel: tonic::transport::Channel,
+    client: ggufd::server::proto::inference_client::InferenceClient<tonic::transport::Channel>,
+}
+
+async fn serve_ready(dir: &TempDir, config: &Path, rust_log: &str, stderr: Stdio) -> ReadyDaemon {
+    let mut notify = Notify::bind(dir);
+    let ready_file = dir.path("ready");
+    let mut child = serve_notified(config, &notify, |c| {
+        c.arg("--ready-file")
+            .arg(&ready_file)
+            .env("RUST_LOG", rust_log)
+            .stderr(stderr)
+    });
+    tokio::task::block_in_place(|| notify.expect("READY=1", Duration::from_secs(60), &mut child));
+    let addr = ready_addr(&ready_file, &mut child);
+    let channel = connect(&addr).await;
+    let client = ggufd::server::proto::inference_client::InferenceClient::new(channel.clone());
+    ReadyDaemon {
+        notify,
+        child,
+        channel,
+        client,
+    }
+}
+
 async fn connect(addr: &str) -> tonic::transport::Channel {
     tonic::transport::Channel::from_shared(format!("http://{addr}"))
         .unwrap()
@@ -452,19 +482,13 @@ async fn reload_adds_and_removes_models_without_dropping_streams() {
     };
     let dir = TempDir::new("sd-reload");
     let config = write_models(&dir, "", &[("smol", &smol), ("gemma", &gemma)]);
-    let mut notify = Notify::bind(&dir);
-    let ready_file = dir.path("ready");
     let log = std::fs::File::create(dir.path("stderr")).unwrap();
-    let mut child = serve_notified(&config, &notify, |c| {
-        c.arg("--ready-file")
-            .arg(&ready_file)
-            .env("RUST_LOG", "info")
-            .stderr(log)
-    });
-    tokio::task::block_in_place(|| notify.expect("READY=1", Duration::from_secs(60), &mut child));
-    let addr = ready_addr(&ready_file, &mut child);
-    let channel = connect(&addr).await;
-    let mut client = ggufd::server::proto::inference_client::InferenceClient::new(channel.clone());
+    let ReadyDaemon {
+        mut notify,
+        mut child,
+        channel,
+        mut client,
+    } = serve_ready(&dir, &config, "info", log.into()).await;
     assert_eq!(model_names(&channel).await, ["smol", "gemma"]);
     let reference_smol = outcome(
         &grpc_common::generate(&mut client, request("smol", 48))
@@ -546,18 +570,12 @@ async fn broken_reloads_keep_the_running_models() {
     let Some(smol) = smollm() else { return };
     let dir = TempDir::new("sd-brokenreload");
     let config = write_models(&dir, "", &[("smol", &smol)]);
-    let mut notify = Notify::bind(&dir);
-    let ready_file = dir.path("ready");
-    let mut child = serve_notified(&config, &notify, |c| {
-        c.arg("--ready-file")
-            .arg(&ready_file)
-            .env("RUST_LOG", "off")
-            .stderr(Stdio::null())
-    });
-    tokio::task::block_in_place(|| notify.expect("READY=1", Duration::from_secs(60), &mut child));
-    let addr = ready_addr(&ready_file, &mut child);
-    let channel = connect(&addr).await;
-    let mut client = ggufd::server::proto::inference_client::InferenceClient::new(channel.clone());
+    let ReadyDaemon {
+        mut notify,
+        mut child,
+        channel,
+        mut client,
+    } = serve_ready(&dir, &config, "off", Stdio::null()).await;
     let reference = outcome(
         &grpc_common::generate(&mut client, request("smol", 16))
             .await
@@ -804,18 +822,12 @@ async fn a_removed_models_streams_are_cancelled_after_the_drain_time() {
     let dir = TempDir::new("sd-retire");
     let extra = "[limits]\ndrain_seconds = 1\n";
     let config = write_models(&dir, extra, &[("smol", &smol), ("gemma", &gemma)]);
-    let mut notify = Notify::bind(&dir);
-    let ready_file = dir.path("ready");
-    let mut child = serve_notified(&config, &notify, |c| {
-        c.arg("--ready-file")
-            .arg(&ready_file)
-            .env("RUST_LOG", "off")
-            .stderr(Stdio::null())
-    });
-    tokio::task::block_in_place(|| notify.expect("READY=1", Duration::from_secs(60), &mut child));
-    let addr = ready_addr(&ready_file, &mut child);
-    let channel = connect(&addr).await;
-    let mut client = ggufd::server::proto::inference_client::InferenceClient::new(channel.clone());
+    let ReadyDaemon {
+        mut notify,
+        mut child,
+        channel,
+        mut client,
+    } = serve_ready(&dir, &config, "off", Stdio::null()).await;
     // Counting goes on for thousands of tokens: far longer than the drain time.
     let long = ggufd::server::proto::GenerateRequest {
         model: "gemma".into(),
