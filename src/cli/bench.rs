@@ -4,7 +4,7 @@
 //! a time from an empty context. Each is repeated `--reps` times after one warm-up run; the
 //! median is reported.
 
-use super::commands::{init_threads, load_model, release_vocabulary};
+use super::commands::{init_threads, load_model};
 use super::ThreadArgs;
 use crate::model::{Batch, Logits, Model};
 use clap::Args;
@@ -106,7 +106,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let threads = init_threads(&args.threads)?;
     let mut model = load_model(&args.model)?;
     // No tokenizer here, but the daemon and `run` hold none of the vocabulary's metadata either.
-    release_vocabulary(&mut model);
+    model.release_vocabulary();
     let needed = args.n_prompt.max(args.n_gen);
     if needed > model.n_ctx {
         anyhow::bail!(

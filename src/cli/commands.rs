@@ -57,15 +57,8 @@ pub fn load_tokenizer(model: &mut Model) -> anyhow::Result<Tokenizer> {
             model.n_vocab()
         );
     }
-    release_vocabulary(model);
+    model.release_vocabulary();
     Ok(tok)
-}
-
-/// Drops the metadata's vocabulary arrays (see `Metadata::release_vocabulary`) and returns
-/// their memory to the OS.
-pub fn release_vocabulary(model: &mut Model) {
-    model.file.metadata.release_vocabulary();
-    crate::alloc::release_freed_memory();
 }
 
 fn set_context(model: &mut Model, ctx_size: Option<usize>) -> anyhow::Result<()> {

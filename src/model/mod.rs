@@ -119,6 +119,13 @@ impl Model {
         }))
     }
 
+    /// Drops the metadata's copy of the vocabulary once a tokenizer holds it (see
+    /// `Metadata::release_vocabulary`) and returns that memory to the OS.
+    pub fn release_vocabulary(&mut self) {
+        self.file.metadata.release_vocabulary();
+        crate::alloc::release_freed_memory();
+    }
+
     pub fn card(&self) -> ModelCard {
         ModelCard::describe(self)
     }

@@ -113,8 +113,7 @@ impl ServedModel {
             anyhow::bail!("{} has no usable tokenizer", path.display());
         }
         // The tokenizer holds the vocabulary now; the metadata's copy is tens of MiB.
-        model.file.metadata.release_vocabulary();
-        crate::alloc::release_freed_memory();
+        model.release_vocabulary();
         if source.mlock {
             lock_model(&model, path)?;
         }
