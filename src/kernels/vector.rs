@@ -2,7 +2,7 @@
 //! value rows — picked once per process like the quant kernels ([`super::dispatch`]). Every
 //! faster version gives the portable one's results bit for bit.
 
-use super::dispatch::{selected, Isa};
+use super::dispatch::selected;
 use super::quants::float;
 use std::sync::OnceLock;
 
@@ -32,7 +32,7 @@ fn ops() -> &'static VectorOps {
     static OPS: OnceLock<VectorOps> = OnceLock::new();
     OPS.get_or_init(|| match selected() {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512Vnni if super::x86_avx512::available() => VectorOps {
+        super::dispatch::Isa::Avx512Vnni if super::x86_avx512::available() => VectorOps {
             dot: super::x86_avx512::dot_f32,
             axpy: super::x86_avx512::axpy,
         },
